@@ -1,0 +1,3 @@
+//! Admin operations behind the CLI (and, later, the admin API).
+
+pub mod clients;

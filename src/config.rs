@@ -1,0 +1,292 @@
+//! Typed settings: defaults, then an optional TOML file, then `LATCHKEY_*` environment variables.
+//!
+//! Every setting is validated once at start; an error names the setting (as written in the TOML
+//! file and, upper-cased with the `LATCHKEY_` prefix, as an environment variable) so an operator
+//! can fix it without reading code. Every key here is documented in `docs/configuration.md`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+use crate::domain::SigningAlg;
+
+/// A string that never prints: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    // Serialised only to seed figment's defaults; a secret is never written out with its value.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// A duration written the human way (`90s`, `15m`, `12h`, `30d`) or as a number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+    pub fn as_secs(&self) -> i64 {
+        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(secs) => Ok(Self(Duration::from_secs(secs))),
+            Raw::Text(text) => {
+                let text = text.trim();
+                if let Ok(secs) = text.parse::<u64>() {
+                    return Ok(Self(Duration::from_secs(secs)));
+                }
+                humantime::parse_duration(text).map(Self).map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "`{text}` is not a duration ({e}); write it like 90s, 15m, 12h or 30d"
+                    ))
+                })
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// All settings. Field names are the TOML keys; `LATCHKEY_<FIELD>` overrides each one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The issuer identifier (OpenID Connect Discovery §3, RFC 8414 §2): the public base URL.
+    pub issuer: String,
+    /// Address and port to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// `sqlite:FILE` (created on first start) or `postgres://…`.
+    pub database_url: Secret,
+    pub database_max_connections: u32,
+    /// How long a request waits for a database connection before answering 503.
+    pub database_acquire_timeout: HumanDuration,
+    /// The 256-bit master key, base64url or hex, that seals private signing keys at rest.
+    pub master_key: Secret,
+    /// Where the master key is read from (and created on first start) when `master_key` is unset.
+    pub master_key_file: PathBuf,
+    pub access_token_ttl: HumanDuration,
+    /// Algorithm of access tokens: ES256 (default) or RS256.
+    pub access_token_alg: SigningAlg,
+    /// `aud` of access tokens for clients that registered no audience of their own.
+    pub default_audience: String,
+    /// How long a replica may answer from its in-memory copy of a client: the longest time a
+    /// disabled client or a rotated secret keeps working on a replica.
+    pub client_cache_ttl: HumanDuration,
+    /// `Cache-Control: max-age` of the JWKS and discovery documents.
+    pub jwks_max_age: HumanDuration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests get to finish after SIGTERM before the process exits anyway.
+    pub shutdown_grace: HumanDuration,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `latchkey=debug,tower_http=info`.
+    pub log_level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://localhost:8080".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: Secret::new("sqlite:latchkey.db"),
+            database_max_connections: 16,
+            database_acquire_timeout: HumanDuration::secs(5),
+            master_key: Secret::default(),
+            master_key_file: PathBuf::from("keys/master.key"),
+            access_token_ttl: HumanDuration::secs(15 * 60),
+            access_token_alg: SigningAlg::Es256,
+            default_audience: String::new(),
+            client_cache_ttl: HumanDuration::secs(10),
+            jwks_max_age: HumanDuration::secs(300),
+            max_body_bytes: 64 * 1024,
+            shutdown_grace: HumanDuration::secs(30),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A setting that failed validation; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn invalid(key: &str, why: impl fmt::Display) -> ConfigError {
+    ConfigError(format!(
+        "setting `{key}` (env LATCHKEY_{}) {why}",
+        key.to_ascii_uppercase()
+    ))
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "the configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // LATCHKEY_CONFIG names the file, it is not a setting.
+        figment = figment.merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]));
+        let settings: Settings = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            if key.is_empty() {
+                ConfigError(e.to_string())
+            } else {
+                invalid(&key, format!("is invalid: {}", e.kind))
+            }
+        })?;
+        settings.validated()
+    }
+
+    /// Checks values that parse but make no sense, and fills derived defaults.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        let issuer = Url::parse(&self.issuer).map_err(|e| invalid("issuer", format!("is not a URL: {e}")))?;
+        // OpenID Connect Discovery §3 / RFC 8414 §2: https, no query, no fragment. Plain http is
+        // allowed only for a loopback host, so a development setup works and a real one can't leak.
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(invalid("issuer", "must not have a query or fragment"));
+        }
+        if issuer.cannot_be_a_base() || issuer.host_str().is_none() {
+            return Err(invalid("issuer", "must be an absolute https URL"));
+        }
+        match issuer.scheme() {
+            "https" => {}
+            "http" if crate::domain::is_loopback_host(&issuer) => {}
+            _ => {
+                return Err(invalid(
+                    "issuer",
+                    "must use https (plain http is allowed only for localhost and loopback addresses)",
+                ))
+            }
+        }
+        // The issuer is compared as a string by relying parties; keep it exactly as written but
+        // without a trailing slash so `{issuer}/token` never has a double slash.
+        self.issuer = self.issuer.trim_end_matches('/').to_string();
+        if self.default_audience.trim().is_empty() {
+            self.default_audience = self.issuer.clone();
+        }
+        if self.database_max_connections == 0 {
+            return Err(invalid("database_max_connections", "must be at least 1"));
+        }
+        let db = self.database_url.expose();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)",
+            ));
+        }
+        let ttl = self.access_token_ttl.0.as_secs();
+        if !(60..=24 * 3600).contains(&ttl) {
+            return Err(invalid("access_token_ttl", "must be between 1m and 24h"));
+        }
+        if self.client_cache_ttl.0.as_secs() > 300 {
+            return Err(invalid("client_cache_ttl", "must be at most 5m"));
+        }
+        if self.jwks_max_age.0.as_secs() > 24 * 3600 {
+            return Err(invalid("jwks_max_age", "must be at most 24h"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(invalid("max_body_bytes", "must be between 1024 and 16777216"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(invalid("log_level", "is not a valid filter such as `info` or `latchkey=debug`"));
+        }
+        Ok(self)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        !self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        let d: HumanDuration = serde_json::from_str("\"90s\"").unwrap();
+        assert_eq!(d.0.as_secs(), 90);
+        let d: HumanDuration = serde_json::from_str("\"30d\"").unwrap();
+        assert_eq!(d.0.as_secs(), 30 * 86400);
+        let d: HumanDuration = serde_json::from_str("120").unwrap();
+        assert_eq!(d.0.as_secs(), 120);
+        assert!(serde_json::from_str::<HumanDuration>("\"soon\"").is_err());
+    }
+
+    #[test]
+    fn issuer_must_be_https_unless_loopback() {
+        let mut s = Settings { issuer: "http://id.example.com".into(), ..Settings::default() };
+        let err = s.clone().validated().unwrap_err().to_string();
+        assert!(err.contains("`issuer`"), "{err}");
+        s.issuer = "https://id.example.com/".into();
+        assert_eq!(s.clone().validated().unwrap().issuer, "https://id.example.com");
+        s.issuer = "http://127.0.0.1:9000".into();
+        assert!(s.clone().validated().is_ok());
+        s.issuer = "https://id.example.com/?x=1".into();
+        assert!(s.validated().is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings { master_key: Secret::new("supersecret"), ..Settings::default() };
+        assert!(!format!("{s:?}").contains("supersecret"));
+    }
+}

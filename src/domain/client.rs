@@ -1,0 +1,258 @@
+use std::fmt;
+use std::str::FromStr;
+
+use super::{RedirectUri, ScopeSet};
+
+/// RFC 6749 §2.1 client types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Holds a secret (a server-side app or a service).
+    Confidential,
+    /// Cannot keep a secret (a browser or native app); relies on PKCE alone.
+    Public,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Confidential => "confidential",
+            ClientKind::Public => "public",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] =
+        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown grant type `{s}` (known: authorization_code, refresh_token, client_credentials)"
+            )
+        })
+    }
+}
+
+/// A registered client, as stored.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub kind: ClientKind,
+    /// SHA-256 of the secret; `None` for public clients.
+    pub secret_hash: Option<[u8; 32]>,
+    pub first_party: bool,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub grant_types: Vec<GrantType>,
+    /// The scopes this client may be granted; also what it gets when it asks for none.
+    pub scopes: ScopeSet,
+    pub roles: Vec<String>,
+    /// `aud` of access tokens issued to this client; the settings' default when `None`.
+    pub audience: Option<String>,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+impl Client {
+    pub fn is_enabled(&self) -> bool {
+        self.disabled_at.is_none()
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+/// What an admin asks for when registering a client, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct NewClient {
+    pub name: String,
+    pub public: bool,
+    pub first_party: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub audience: Option<String>,
+}
+
+/// A registration that passed every check; turned into a [`Client`] once it has an id and secret.
+#[derive(Clone, Debug)]
+pub struct ValidatedClient {
+    pub name: String,
+    pub kind: ClientKind,
+    pub first_party: bool,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: ScopeSet,
+    pub roles: Vec<String>,
+    pub audience: Option<String>,
+}
+
+const MAX_NAME: usize = 200;
+const MAX_ROLE: usize = 64;
+const MAX_AUDIENCE: usize = 512;
+
+fn plain_token(value: &str, max: usize) -> bool {
+    !value.is_empty() && value.len() <= max && value.chars().all(|c| c.is_ascii_graphic())
+}
+
+impl NewClient {
+    /// Every rule a registration must pass; the error says which and why.
+    pub fn validate(self) -> Result<ValidatedClient, String> {
+        let name = self.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+            return Err(format!("name must be 1 to {MAX_NAME} printable characters"));
+        }
+        let kind = if self.public { ClientKind::Public } else { ClientKind::Confidential };
+        let parse_uris = |raw: &[String]| -> Result<Vec<RedirectUri>, String> {
+            let mut out: Vec<RedirectUri> = Vec::new();
+            for uri in raw {
+                let parsed = RedirectUri::parse(uri).map_err(|e| e.to_string())?;
+                if !out.contains(&parsed) {
+                    out.push(parsed);
+                }
+            }
+            Ok(out)
+        };
+        let redirect_uris = parse_uris(&self.redirect_uris)?;
+        let post_logout_redirect_uris = parse_uris(&self.post_logout_redirect_uris)?;
+
+        let mut grant_types = Vec::new();
+        for raw in &self.grant_types {
+            let grant: GrantType = raw.parse()?;
+            if !grant_types.contains(&grant) {
+                grant_types.push(grant);
+            }
+        }
+        if grant_types.is_empty() {
+            // A sensible default: apps that redirect users sign them in; the rest are services.
+            grant_types = if !redirect_uris.is_empty() {
+                vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+            } else if kind == ClientKind::Confidential {
+                vec![GrantType::ClientCredentials]
+            } else {
+                return Err("a public client needs at least one --redirect-uri".into());
+            };
+        }
+        if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+            return Err("the authorization_code grant needs at least one --redirect-uri".into());
+        }
+        if grant_types.contains(&GrantType::RefreshToken)
+            && !grant_types.contains(&GrantType::AuthorizationCode)
+        {
+            return Err("the refresh_token grant only comes with authorization_code".into());
+        }
+        // RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
+        if kind == ClientKind::Public && grant_types.contains(&GrantType::ClientCredentials) {
+            return Err("a public client cannot use client_credentials (RFC 6749 §4.4)".into());
+        }
+
+        let scopes = ScopeSet::from_tokens(self.scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
+            .map_err(|e| e.to_string())?;
+
+        let mut roles: Vec<String> = Vec::new();
+        for role in self.roles {
+            if !plain_token(&role, MAX_ROLE) {
+                return Err(format!(
+                    "role `{role}` must be 1 to {MAX_ROLE} visible ASCII characters without spaces"
+                ));
+            }
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        roles.sort();
+
+        let audience = match self.audience {
+            Some(a) if !plain_token(&a, MAX_AUDIENCE) => {
+                return Err(format!(
+                    "audience must be 1 to {MAX_AUDIENCE} visible ASCII characters without spaces"
+                ))
+            }
+            other => other,
+        };
+
+        Ok(ValidatedClient {
+            name,
+            kind,
+            first_party: self.first_party,
+            redirect_uris,
+            post_logout_redirect_uris,
+            grant_types,
+            scopes,
+            roles,
+            audience,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> NewClient {
+        NewClient { name: "svc".into(), ..NewClient::default() }
+    }
+
+    #[test]
+    fn service_defaults_to_client_credentials() {
+        let c = base().validate().unwrap();
+        assert_eq!(c.grant_types, vec![GrantType::ClientCredentials]);
+    }
+
+    #[test]
+    fn app_defaults_to_code_and_refresh() {
+        let c = NewClient { redirect_uris: vec!["https://a.example/cb".into()], ..base() }.validate().unwrap();
+        assert_eq!(c.grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    }
+
+    #[test]
+    fn public_client_cannot_use_client_credentials() {
+        let err = NewClient {
+            public: true,
+            grant_types: vec!["client_credentials".into()],
+            ..base()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("public client"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_fields() {
+        assert!(NewClient { name: " ".into(), ..base() }.validate().is_err());
+        assert!(NewClient { roles: vec!["a b".into()], ..base() }.validate().is_err());
+        assert!(NewClient { grant_types: vec!["password".into()], ..base() }.validate().is_err());
+        assert!(NewClient { grant_types: vec!["authorization_code".into()], ..base() }.validate().is_err());
+        assert!(NewClient { scopes: vec!["a\"b".into()], ..base() }.validate().is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! Validated types with no I/O. Constructing one of these is the validation: code that holds a
+//! `RedirectUri` or a `ScopeSet` never has to check it again.
+
+mod client;
+mod redirect_uri;
+mod scope;
+mod signing_alg;
+
+pub use client::{Client, ClientKind, GrantType, NewClient, ValidatedClient};
+pub use redirect_uri::{is_loopback_host, RedirectUri, RedirectUriError};
+pub use scope::{ScopeError, ScopeSet};
+pub use signing_alg::SigningAlg;
+mod key;
+pub use key::{KeyRecord, KeyStatus};

@@ -1,0 +1,16 @@
+//! Thin protocol handlers, one file per endpoint: extract → core function → render.
+
+pub mod discovery;
+pub mod health;
+pub mod jwks;
+pub mod token;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+/// Unknown paths get a JSON 404 rather than an empty body.
+pub async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not_found", "error_description": "no such endpoint"})))
+}

@@ -1,0 +1,138 @@
+//! The key ring: the keys this replica signs with, and the JWKS it publishes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+
+use super::generate::{generate_key, KeyGenError};
+use super::seal::{open, seal, SealError};
+use super::MasterKey;
+use crate::domain::{KeyRecord, KeyStatus, SigningAlg};
+use crate::store::{KeyStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing key {kid}: {source}")]
+    Seal { kid: String, source: SealError },
+    #[error(transparent)]
+    Generate(#[from] KeyGenError),
+    #[error("no active {0} signing key")]
+    NoActiveKey(SigningAlg),
+    #[error("signing failed: {0}")]
+    Sign(String),
+    #[error("key generation task failed: {0}")]
+    Task(String),
+}
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+}
+
+/// What one replica holds in memory. Immutable; a reload builds a new one.
+pub struct KeyRing {
+    signing: HashMap<SigningAlg, SigningKey>,
+    jwks: Arc<str>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("kids", &self.signing.values().map(|k| &k.kid).collect::<Vec<_>>()).finish()
+    }
+}
+
+fn jwt_alg(alg: SigningAlg) -> Algorithm {
+    match alg {
+        SigningAlg::Rs256 => Algorithm::RS256,
+        SigningAlg::Es256 => Algorithm::ES256,
+    }
+}
+
+impl KeyRing {
+    /// Builds the ring from stored keys: every stored key is published; per algorithm, the
+    /// newest active key whose activation time has come signs.
+    pub fn from_records(records: &[KeyRecord], master: &MasterKey, now: i64) -> Result<Self, KeyRingError> {
+        let mut signing: HashMap<SigningAlg, (i64, SigningKey)> = HashMap::new();
+        for record in records.iter().filter(|r| r.status == KeyStatus::Active && r.activates_at <= now) {
+            if signing.get(&record.alg).is_some_and(|(at, _)| *at >= record.activates_at) {
+                continue;
+            }
+            let der = open(master, &record.sealed_private_key, record.kid.as_bytes())
+                .map_err(|source| KeyRingError::Seal { kid: record.kid.clone(), source })?;
+            let encoding = match record.alg {
+                SigningAlg::Rs256 => EncodingKey::from_rsa_der(&der),
+                SigningAlg::Es256 => EncodingKey::from_ec_der(&der),
+            };
+            signing.insert(record.alg, (record.activates_at, SigningKey { kid: record.kid.clone(), encoding }));
+        }
+        let keys: Vec<&serde_json::Value> = records.iter().map(|r| &r.public_jwk).collect();
+        let jwks = serde_json::json!({ "keys": keys }).to_string();
+        Ok(Self { signing: signing.into_iter().map(|(alg, (_, key))| (alg, key)).collect(), jwks: jwks.into() })
+    }
+
+    /// The JWKS document (RFC 7517 §5), serialised once per reload.
+    pub fn jwks_json(&self) -> Arc<str> {
+        self.jwks.clone()
+    }
+
+    pub fn signing_kid(&self, alg: SigningAlg) -> Option<&str> {
+        self.signing.get(&alg).map(|k| k.kid.as_str())
+    }
+
+    /// Signs `claims` as a JWS with the active key for `alg`; `typ` goes in the header
+    /// (`at+jwt` for access tokens, RFC 9068 §2.1).
+    pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String, KeyRingError> {
+        let key = self.signing.get(&alg).ok_or(KeyRingError::NoActiveKey(alg))?;
+        let mut header = Header::new(jwt_alg(alg));
+        header.typ = Some(typ.to_string());
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyRingError::Sign(e.to_string()))
+    }
+}
+
+/// Makes sure every algorithm has an active key, generating the missing ones, and returns the
+/// ring as stored. Safe when several replicas start at once: the store lets exactly one insert
+/// win per algorithm, and everyone then loads the winners.
+///
+/// A brand-new installation's first keys sign at once: nobody can have cached a JWKS without
+/// them yet. Keys made by rotation are published ahead of use instead (docs/keys.md).
+pub async fn ensure_initial_keys<S: KeyStore>(store: &S, master: &MasterKey, now: i64) -> Result<KeyRing, KeyRingError> {
+    let existing = store.list_keys().await?;
+    for alg in SigningAlg::ALL {
+        if existing.iter().any(|r| r.alg == alg && r.status == KeyStatus::Active) {
+            continue;
+        }
+        // RSA generation takes ~100 ms even optimised: keep it off the async runtime.
+        let generated = tokio::task::spawn_blocking(move || generate_key(alg))
+            .await
+            .map_err(|e| KeyRingError::Task(e.to_string()))??;
+        let sealed = seal(master, &generated.private_der, generated.kid.as_bytes())
+            .map_err(|source| KeyRingError::Seal { kid: generated.kid.clone(), source })?;
+        let record = KeyRecord {
+            kid: generated.kid.clone(),
+            alg,
+            status: KeyStatus::Active,
+            sealed_private_key: sealed,
+            public_jwk: generated.public_jwk,
+            created_at: now,
+            activates_at: now,
+            retired_at: None,
+            removes_at: None,
+        };
+        if store.insert_key_unless_active_exists(&record).await? {
+            tracing::info!(kid = %record.kid, alg = %alg, "generated signing key");
+        }
+    }
+    let records = store.list_keys().await?;
+    let ring = KeyRing::from_records(&records, master, now)?;
+    for alg in SigningAlg::ALL {
+        if ring.signing_kid(alg).is_none() {
+            return Err(KeyRingError::NoActiveKey(alg));
+        }
+    }
+    Ok(ring)
+}

@@ -1,0 +1,15 @@
+//! Latchkey: an OAuth 2.0 / OpenID Connect provider. See docs/architecture.md for the map.
+
+pub mod admin;
+pub mod config;
+pub mod domain;
+pub mod endpoints;
+pub mod http;
+pub mod keys;
+pub mod oauth;
+pub mod oidc;
+pub mod secret;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

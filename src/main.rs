@@ -1,0 +1,185 @@
+//! The `latchkey` command: serve, migrate, and the admin commands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use latchkey::admin::clients::{self, client_json};
+use latchkey::config::Settings;
+use latchkey::domain::NewClient;
+use latchkey::startup::{open_store, shutdown_signal, Application};
+use latchkey::state::unix_now;
+use latchkey::store::ClientStore;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "An OAuth 2.0 / OpenID Connect provider")]
+struct Cli {
+    /// TOML settings file (settings are documented in docs/configuration.md).
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the provider (migrates the database and creates signing keys on first start).
+    Serve,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// Register and manage clients (apps and services).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints it as JSON, with the secret shown this one time.
+    Create(CreateClient),
+    /// List every client as a JSON array.
+    List,
+    /// Show one client as JSON.
+    Show { client_id: String },
+    /// Replace a confidential client's secret; prints the new one.
+    RotateSecret { client_id: String },
+    /// Stop a client from getting tokens.
+    Disable { client_id: String },
+    /// Remove a client for good.
+    Delete { client_id: String },
+}
+
+#[derive(Args)]
+struct CreateClient {
+    #[arg(long)]
+    name: String,
+    /// Exact redirect URI; repeat for several.
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Exact URI to return to after logout; repeat for several.
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// authorization_code, refresh_token or client_credentials; repeat for several.
+    #[arg(long = "grant-type")]
+    grant_types: Vec<String>,
+    /// A scope the client may be granted; repeat for several.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// A role carried in the client's tokens; repeat for several.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// `aud` of this client's access tokens (default: the `default_audience` setting).
+    #[arg(long)]
+    audience: Option<String>,
+    /// A client that can't keep a secret (browser or native app); uses PKCE alone.
+    #[arg(long)]
+    public: bool,
+    /// Your own app: users are not asked for consent.
+    #[arg(long)]
+    first_party: bool,
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let now = unix_now();
+    let result = match command {
+        ClientCommand::Create(c) => {
+            let request = NewClient {
+                name: c.name,
+                public: c.public,
+                first_party: c.first_party,
+                redirect_uris: c.redirect_uris,
+                post_logout_redirect_uris: c.post_logout_redirect_uris,
+                grant_types: c.grant_types,
+                scopes: c.scopes,
+                roles: c.roles,
+                audience: c.audience,
+            };
+            let (client, secret) = clients::create(&store, request, now).await?;
+            let mut value = client_json(&client);
+            if let (Some(secret), Some(map)) = (secret, value.as_object_mut()) {
+                map.insert("client_secret".into(), json!(secret));
+            }
+            print_json(&value)
+        }
+        ClientCommand::List => {
+            let all = store.list_clients().await?;
+            print_json(&serde_json::Value::Array(all.iter().map(client_json).collect()))
+        }
+        ClientCommand::Show { client_id } => print_json(&client_json(&clients::show(&store, &client_id).await?)),
+        ClientCommand::RotateSecret { client_id } => {
+            let secret = clients::rotate_secret(&store, &client_id, now).await?;
+            print_json(&json!({"client_id": client_id, "client_secret": secret}))
+        }
+        ClientCommand::Disable { client_id } => {
+            clients::disable(&store, &client_id, now).await?;
+            print_json(&json!({"client_id": client_id, "disabled": true}))
+        }
+        ClientCommand::Delete { client_id } => {
+            clients::delete(&store, &client_id).await?;
+            print_json(&json!({"client_id": client_id, "deleted": true}))
+        }
+    };
+    store.close().await;
+    result
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings.clone()).await?;
+    let addr = app.local_addr()?;
+    tracing::info!(issuer = %settings.issuer, %addr, "latchkey is listening");
+    eprintln!(
+        "Latchkey is running.\n  issuer:    {}\n  listening: http://{addr}\n  discovery: {}/.well-known/openid-configuration\n\
+         Create a first client in another terminal:\n  cargo run --release -- client create --name my-service --scope read",
+        settings.issuer, settings.issuer
+    );
+    app.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    latchkey::telemetry::init(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => {
+                let store = open_store(&settings).await?;
+                store.close().await;
+                eprintln!("database is up to date");
+                Ok(())
+            }
+            Command::Client(command) => run_client(&settings, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! OpenID Connect: discovery now; ID tokens, claims, userinfo and logout as they land.
+
+pub mod discovery;

@@ -1,0 +1,124 @@
+//! Builds the application on any address (port 0 for tests) and runs it until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::keys::{ensure_initial_keys, install_cached_signer, MasterKey};
+use crate::state::{unix_now, AppState};
+use crate::store::Store;
+
+/// Connects to the database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(
+        settings.database_url.expose(),
+        settings.database_max_connections,
+        settings.database_acquire_timeout.0,
+    )
+    .await
+    .context("cannot open the database (setting `database_url`)")?;
+    store.migrate().await.context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// The master key from the `master_key` setting, else from `master_key_file` (created on first
+/// start with a fresh random key).
+pub fn load_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    if !settings.master_key.is_empty() {
+        return Ok(MasterKey::from_setting(settings.master_key.expose())?);
+    }
+    let (key, created) = MasterKey::load_or_create(&settings.master_key_file)?;
+    if created {
+        tracing::warn!(
+            path = %settings.master_key_file.display(),
+            "created a new master key file; back it up: without it the signing keys can't be opened"
+        );
+    }
+    Ok(key)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        install_cached_signer();
+        let store = open_store(&settings).await?;
+        let master_key = load_master_key(&settings)?;
+        let keys = ensure_initial_keys(&store, &master_key, unix_now())
+            .await
+            .context("cannot load the signing keys")?;
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (setting `bind`)", settings.bind))?;
+        let state = AppState::new(settings, store, master_key, keys);
+        let router = crate::http::router::build(state.clone());
+        Ok(Self { listener, router, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves; then readiness turns false, the listener closes, and
+    /// in-flight requests get `shutdown_grace` to finish before the future returns anyway.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let grace = state.settings().shutdown_grace.0;
+        let draining = Arc::new(Notify::new());
+        let signal_draining = draining.clone();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            state.begin_shutdown();
+            tracing::info!("shutting down: finishing in-flight requests");
+            signal_draining.notify_one();
+        });
+        let result = tokio::select! {
+            result = server => result,
+            _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        self.state.store().close().await;
+        result
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}

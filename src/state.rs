@@ -1,0 +1,90 @@
+//! Shared application state: cheap to clone, one per process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::config::Settings;
+use crate::keys::{KeyRing, MasterKey};
+use crate::oauth::access_token::AccessTokenSettings;
+use crate::store::{ClientCache, Store};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    settings: Settings,
+    store: Store,
+    clients: ClientCache,
+    keys: RwLock<Arc<KeyRing>>,
+    #[allow(dead_code)] // kept for key rotation, which seals new keys at run time
+    master_key: MasterKey,
+    access_tokens: AccessTokenSettings,
+    discovery: String,
+    public_cache_control: String,
+    shutting_down: AtomicBool,
+}
+
+/// Seconds since the Unix epoch: the `now` every core function takes (design rule 7).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Store, master_key: MasterKey, keys: KeyRing) -> Self {
+        let access_tokens = AccessTokenSettings {
+            issuer: settings.issuer.clone(),
+            default_audience: settings.default_audience.clone(),
+            ttl_secs: settings.access_token_ttl.as_secs(),
+            alg: settings.access_token_alg,
+        };
+        let discovery = crate::oidc::discovery::metadata(&settings.issuer).to_string();
+        let public_cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
+        let clients = ClientCache::new(store.clone(), settings.client_cache_ttl.0);
+        Self(Arc::new(Inner {
+            settings,
+            store,
+            clients,
+            keys: RwLock::new(Arc::new(keys)),
+            master_key,
+            access_tokens,
+            discovery,
+            public_cache_control,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+    pub fn clients(&self) -> &ClientCache {
+        &self.0.clients
+    }
+    /// The current key ring (a reload swaps in a new one; holders of the old one finish with it).
+    pub fn keys(&self) -> Arc<KeyRing> {
+        match self.0.keys.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+    pub fn access_token_settings(&self) -> &AccessTokenSettings {
+        &self.0.access_tokens
+    }
+    pub fn discovery_json(&self) -> String {
+        self.0.discovery.clone()
+    }
+    pub fn public_cache_control(&self) -> String {
+        self.0.public_cache_control.clone()
+    }
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.shutting_down.load(Ordering::Relaxed)
+    }
+    pub fn begin_shutdown(&self) {
+        self.0.shutting_down.store(true, Ordering::Relaxed);
+    }
+}

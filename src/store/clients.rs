@@ -1,0 +1,130 @@
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{ClientStore, Store, StoreError, StoreResult};
+use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
+
+const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
+     grant_types, scopes, roles, audience, created_at, disabled_at";
+
+fn json_list(values: impl Iterator<Item = String>) -> String {
+    serde_json::Value::Array(values.map(serde_json::Value::String).collect()).to_string()
+}
+
+fn corrupt(id: &str, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("client {id}: {what}"))
+}
+
+fn parse_list(id: &str, column: &str, raw: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(raw).map_err(|e| corrupt(id, format!("{column}: {e}")))
+}
+
+fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
+    let id: String = row.try_get("id")?;
+    let kind = match row.try_get::<String, _>("kind")?.as_str() {
+        "confidential" => ClientKind::Confidential,
+        "public" => ClientKind::Public,
+        other => return Err(corrupt(&id, format!("kind `{other}`"))),
+    };
+    let secret_hash = match row.try_get::<Option<Vec<u8>>, _>("secret_hash")? {
+        Some(bytes) => Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| corrupt(&id, "secret hash length"))?),
+        None => None,
+    };
+    let uris = |column: &str| -> StoreResult<Vec<RedirectUri>> {
+        let raw: String = row.try_get(column)?;
+        parse_list(&id, column, &raw)?
+            .iter()
+            .map(|u| RedirectUri::parse(u).map_err(|e| corrupt(&id, e)))
+            .collect()
+    };
+    let grant_types = parse_list(&id, "grant_types", &row.try_get::<String, _>("grant_types")?)?
+        .iter()
+        .map(|g| g.parse::<GrantType>().map_err(|e| corrupt(&id, e)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let scopes = ScopeSet::parse(&row.try_get::<String, _>("scopes")?).map_err(|e| corrupt(&id, e))?;
+    let roles = parse_list(&id, "roles", &row.try_get::<String, _>("roles")?)?;
+    Ok(Client {
+        name: row.try_get("name")?,
+        kind,
+        secret_hash,
+        first_party: row.try_get::<i64, _>("first_party")? != 0,
+        redirect_uris: uris("redirect_uris")?,
+        post_logout_redirect_uris: uris("post_logout_redirect_uris")?,
+        grant_types,
+        scopes,
+        roles,
+        audience: row.try_get("audience")?,
+        created_at: row.try_get("created_at")?,
+        disabled_at: row.try_get("disabled_at")?,
+        id,
+    })
+}
+
+impl ClientStore for Store {
+    async fn insert_client(&self, c: &Client) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (id, name, kind, secret_hash, first_party, redirect_uris, \
+             post_logout_redirect_uris, grant_types, scopes, roles, audience, created_at, updated_at, disabled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(c.kind.as_str())
+        .bind(c.secret_hash.map(|h| h.to_vec()))
+        .bind(i64::from(c.first_party))
+        .bind(json_list(c.redirect_uris.iter().map(|u| u.as_str().to_string())))
+        .bind(json_list(c.post_logout_redirect_uris.iter().map(|u| u.as_str().to_string())))
+        .bind(json_list(c.grant_types.iter().map(|g| g.as_str().to_string())))
+        .bind(c.scopes.to_string())
+        .bind(json_list(c.roles.iter().cloned()))
+        .bind(c.audience.clone())
+        .bind(c.created_at)
+        .bind(c.disabled_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_client(&self, id: &str) -> StoreResult<Option<Client>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM clients ORDER BY created_at, id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn set_client_secret(&self, id: &str, secret_hash: &[u8; 32], now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE id = $3 AND kind = 'confidential'",
+        )
+        .bind(secret_hash.to_vec())
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn disable_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_client(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM clients WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
