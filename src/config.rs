@@ -197,7 +197,8 @@ impl Settings {
 
     /// Checks values that parse but make no sense, and fills derived defaults.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
-        let issuer = Url::parse(&self.issuer).map_err(|e| invalid("issuer", format!("is not a URL: {e}")))?;
+        let issuer = Url::parse(&self.issuer)
+            .map_err(|e| invalid("issuer", format!("is not a URL: {e}")))?;
         // OpenID Connect Discovery §3 / RFC 8414 §2: https, no query, no fragment. Plain http is
         // allowed only for a loopback host, so a development setup works and a real one can't leak.
         if issuer.query().is_some() || issuer.fragment().is_some() {
@@ -209,12 +210,10 @@ impl Settings {
         match issuer.scheme() {
             "https" => {}
             "http" if crate::domain::is_loopback_host(&issuer) => {}
-            _ => {
-                return Err(invalid(
-                    "issuer",
-                    "must use https (plain http is allowed only for localhost and loopback addresses)",
-                ))
-            }
+            _ => return Err(invalid(
+                "issuer",
+                "must use https (plain http is allowed only for localhost and loopback addresses)",
+            )),
         }
         // The issuer is compared as a string by relying parties; keep it exactly as written but
         // without a trailing slash so `{issuer}/token` never has a double slash.
@@ -226,7 +225,10 @@ impl Settings {
             return Err(invalid("database_max_connections", "must be at least 1"));
         }
         let db = self.database_url.expose();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "database_url",
                 "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)",
@@ -243,10 +245,16 @@ impl Settings {
             return Err(invalid("jwks_max_age", "must be at most 24h"));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            return Err(invalid("max_body_bytes", "must be between 1024 and 16777216"));
+            return Err(invalid(
+                "max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            return Err(invalid("log_level", "is not a valid filter such as `info` or `latchkey=debug`"));
+            return Err(invalid(
+                "log_level",
+                "is not a valid filter such as `info` or `latchkey=debug`",
+            ));
         }
         Ok(self)
     }
@@ -273,11 +281,17 @@ mod tests {
 
     #[test]
     fn issuer_must_be_https_unless_loopback() {
-        let mut s = Settings { issuer: "http://id.example.com".into(), ..Settings::default() };
+        let mut s = Settings {
+            issuer: "http://id.example.com".into(),
+            ..Settings::default()
+        };
         let err = s.clone().validated().unwrap_err().to_string();
         assert!(err.contains("`issuer`"), "{err}");
         s.issuer = "https://id.example.com/".into();
-        assert_eq!(s.clone().validated().unwrap().issuer, "https://id.example.com");
+        assert_eq!(
+            s.clone().validated().unwrap().issuer,
+            "https://id.example.com"
+        );
         s.issuer = "http://127.0.0.1:9000".into();
         assert!(s.clone().validated().is_ok());
         s.issuer = "https://id.example.com/?x=1".into();
@@ -286,7 +300,10 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Settings { master_key: Secret::new("supersecret"), ..Settings::default() };
+        let s = Settings {
+            master_key: Secret::new("supersecret"),
+            ..Settings::default()
+        };
         assert!(!format!("{s:?}").contains("supersecret"));
     }
 }

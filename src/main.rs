@@ -14,7 +14,11 @@ use latchkey::store::ClientStore;
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "latchkey", version, about = "An OAuth 2.0 / OpenID Connect provider")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "An OAuth 2.0 / OpenID Connect provider"
+)]
 struct Cli {
     /// TOML settings file (settings are documented in docs/configuration.md).
     #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
@@ -112,9 +116,13 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::List => {
             let all = store.list_clients().await?;
-            print_json(&serde_json::Value::Array(all.iter().map(client_json).collect()))
+            print_json(&serde_json::Value::Array(
+                all.iter().map(client_json).collect(),
+            ))
         }
-        ClientCommand::Show { client_id } => print_json(&client_json(&clients::show(&store, &client_id).await?)),
+        ClientCommand::Show { client_id } => {
+            print_json(&client_json(&clients::show(&store, &client_id).await?))
+        }
         ClientCommand::RotateSecret { client_id } => {
             let secret = clients::rotate_secret(&store, &client_id, now).await?;
             print_json(&json!({"client_id": client_id, "client_secret": secret}))
@@ -156,7 +164,10 @@ fn main() -> ExitCode {
         }
     };
     latchkey::telemetry::init(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -23,7 +23,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     )
     .await
     .context("cannot open the database (setting `database_url`)")?;
-    store.migrate().await.context("cannot migrate the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
     Ok(store)
 }
 
@@ -50,19 +53,34 @@ pub struct Application {
 }
 
 impl Application {
+    /// Builds the app and binds `settings.bind`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {} (setting `bind`)", settings.bind))?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// Builds the app on a listener the caller bound (tests bind port 0 first, so the issuer
+    /// can name the real port).
+    pub async fn build_on(
+        settings: Settings,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Self> {
         install_cached_signer();
         let store = open_store(&settings).await?;
         let master_key = load_master_key(&settings)?;
         let keys = ensure_initial_keys(&store, &master_key, unix_now())
             .await
             .context("cannot load the signing keys")?;
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .with_context(|| format!("cannot listen on {} (setting `bind`)", settings.bind))?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let state = AppState::new(settings, store, master_key, keys);
         let router = crate::http::router::build(state.clone());
-        Ok(Self { listener, router, state })
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -75,7 +93,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves; then readiness turns false, the listener closes, and
     /// in-flight requests get `shutdown_grace` to finish before the future returns anyway.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let state = self.state.clone();
         let grace = state.settings().shutdown_grace.0;
         let draining = Arc::new(Notify::new());

@@ -46,7 +46,11 @@ pub fn client_json(client: &Client) -> Value {
 }
 
 /// Registers a client. Returns it with its secret (confidential clients), shown only now.
-pub async fn create<S: ClientStore>(store: &S, request: NewClient, now: i64) -> Result<(Client, Option<String>), AdminError> {
+pub async fn create<S: ClientStore>(
+    store: &S,
+    request: NewClient,
+    now: i64,
+) -> Result<(Client, Option<String>), AdminError> {
     let valid = request.validate().map_err(AdminError::Invalid)?;
     let secret = (valid.kind == ClientKind::Confidential).then(new_secret);
     let client = Client {
@@ -69,15 +73,24 @@ pub async fn create<S: ClientStore>(store: &S, request: NewClient, now: i64) -> 
 }
 
 pub async fn show<S: ClientStore>(store: &S, id: &str) -> Result<Client, AdminError> {
-    store.find_client(id).await?.ok_or_else(|| AdminError::NotFound(id.to_string()))
+    store
+        .find_client(id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(id.to_string()))
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once in the database
 /// and within `client_cache_ttl` on every replica.
-pub async fn rotate_secret<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<String, AdminError> {
+pub async fn rotate_secret<S: ClientStore>(
+    store: &S,
+    id: &str,
+    now: i64,
+) -> Result<String, AdminError> {
     let client = show(store, id).await?;
     if client.kind == ClientKind::Public {
-        return Err(AdminError::Invalid(format!("client `{id}` is public and has no secret")));
+        return Err(AdminError::Invalid(format!(
+            "client `{id}` is public and has no secret"
+        )));
     }
     let secret = new_secret();
     if !store.set_client_secret(id, &sha256(&secret), now).await? {

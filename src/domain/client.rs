@@ -29,8 +29,11 @@ pub enum GrantType {
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] =
-        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials];
+    pub const ALL: [GrantType; 3] = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -129,10 +132,15 @@ impl NewClient {
     /// Every rule a registration must pass; the error says which and why.
     pub fn validate(self) -> Result<ValidatedClient, String> {
         let name = self.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
+        {
             return Err(format!("name must be 1 to {MAX_NAME} printable characters"));
         }
-        let kind = if self.public { ClientKind::Public } else { ClientKind::Confidential };
+        let kind = if self.public {
+            ClientKind::Public
+        } else {
+            ClientKind::Confidential
+        };
         let parse_uris = |raw: &[String]| -> Result<Vec<RedirectUri>, String> {
             let mut out: Vec<RedirectUri> = Vec::new();
             for uri in raw {
@@ -176,8 +184,13 @@ impl NewClient {
             return Err("a public client cannot use client_credentials (RFC 6749 §4.4)".into());
         }
 
-        let scopes = ScopeSet::from_tokens(self.scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
-            .map_err(|e| e.to_string())?;
+        let scopes = ScopeSet::from_tokens(
+            self.scopes
+                .iter()
+                .flat_map(|s| s.split(' '))
+                .filter(|s| !s.is_empty()),
+        )
+        .map_err(|e| e.to_string())?;
 
         let mut roles: Vec<String> = Vec::new();
         for role in self.roles {
@@ -220,7 +233,10 @@ mod tests {
     use super::*;
 
     fn base() -> NewClient {
-        NewClient { name: "svc".into(), ..NewClient::default() }
+        NewClient {
+            name: "svc".into(),
+            ..NewClient::default()
+        }
     }
 
     #[test]
@@ -231,8 +247,16 @@ mod tests {
 
     #[test]
     fn app_defaults_to_code_and_refresh() {
-        let c = NewClient { redirect_uris: vec!["https://a.example/cb".into()], ..base() }.validate().unwrap();
-        assert_eq!(c.grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        let c = NewClient {
+            redirect_uris: vec!["https://a.example/cb".into()],
+            ..base()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            c.grant_types,
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
     }
 
     #[test]
@@ -249,10 +273,35 @@ mod tests {
 
     #[test]
     fn refuses_bad_fields() {
-        assert!(NewClient { name: " ".into(), ..base() }.validate().is_err());
-        assert!(NewClient { roles: vec!["a b".into()], ..base() }.validate().is_err());
-        assert!(NewClient { grant_types: vec!["password".into()], ..base() }.validate().is_err());
-        assert!(NewClient { grant_types: vec!["authorization_code".into()], ..base() }.validate().is_err());
-        assert!(NewClient { scopes: vec!["a\"b".into()], ..base() }.validate().is_err());
+        assert!(NewClient {
+            name: " ".into(),
+            ..base()
+        }
+        .validate()
+        .is_err());
+        assert!(NewClient {
+            roles: vec!["a b".into()],
+            ..base()
+        }
+        .validate()
+        .is_err());
+        assert!(NewClient {
+            grant_types: vec!["password".into()],
+            ..base()
+        }
+        .validate()
+        .is_err());
+        assert!(NewClient {
+            grant_types: vec!["authorization_code".into()],
+            ..base()
+        }
+        .validate()
+        .is_err());
+        assert!(NewClient {
+            scopes: vec!["a\"b".into()],
+            ..base()
+        }
+        .validate()
+        .is_err());
     }
 }

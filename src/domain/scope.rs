@@ -102,10 +102,22 @@ mod tests {
 
     #[test]
     fn refuses_characters_outside_nqchar() {
-        assert!(matches!(ScopeSet::parse("a\"b"), Err(ScopeError::BadToken(_))));
-        assert!(matches!(ScopeSet::parse("a\\b"), Err(ScopeError::BadToken(_))));
-        assert!(matches!(ScopeSet::parse("caf\u{e9}"), Err(ScopeError::BadToken(_))));
-        assert!(matches!(ScopeSet::parse("a\tb"), Err(ScopeError::BadToken(_))));
+        assert!(matches!(
+            ScopeSet::parse("a\"b"),
+            Err(ScopeError::BadToken(_))
+        ));
+        assert!(matches!(
+            ScopeSet::parse("a\\b"),
+            Err(ScopeError::BadToken(_))
+        ));
+        assert!(matches!(
+            ScopeSet::parse("caf\u{e9}"),
+            Err(ScopeError::BadToken(_))
+        ));
+        assert!(matches!(
+            ScopeSet::parse("a\tb"),
+            Err(ScopeError::BadToken(_))
+        ));
     }
 
     #[test]

@@ -9,7 +9,11 @@ use crate::state::AppState;
 /// at least that long before they sign.
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys().jwks_json();
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     if let Ok(value) = HeaderValue::from_str(&state.public_cache_control()) {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }

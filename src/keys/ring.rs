@@ -41,7 +41,12 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("kids", &self.signing.values().map(|k| &k.kid).collect::<Vec<_>>()).finish()
+        f.debug_struct("KeyRing")
+            .field(
+                "kids",
+                &self.signing.values().map(|k| &k.kid).collect::<Vec<_>>(),
+            )
+            .finish()
     }
 }
 
@@ -55,23 +60,52 @@ fn jwt_alg(alg: SigningAlg) -> Algorithm {
 impl KeyRing {
     /// Builds the ring from stored keys: every stored key is published; per algorithm, the
     /// newest active key whose activation time has come signs.
-    pub fn from_records(records: &[KeyRecord], master: &MasterKey, now: i64) -> Result<Self, KeyRingError> {
+    pub fn from_records(
+        records: &[KeyRecord],
+        master: &MasterKey,
+        now: i64,
+    ) -> Result<Self, KeyRingError> {
         let mut signing: HashMap<SigningAlg, (i64, SigningKey)> = HashMap::new();
-        for record in records.iter().filter(|r| r.status == KeyStatus::Active && r.activates_at <= now) {
-            if signing.get(&record.alg).is_some_and(|(at, _)| *at >= record.activates_at) {
+        for record in records
+            .iter()
+            .filter(|r| r.status == KeyStatus::Active && r.activates_at <= now)
+        {
+            if signing
+                .get(&record.alg)
+                .is_some_and(|(at, _)| *at >= record.activates_at)
+            {
                 continue;
             }
-            let der = open(master, &record.sealed_private_key, record.kid.as_bytes())
-                .map_err(|source| KeyRingError::Seal { kid: record.kid.clone(), source })?;
+            let der = open(master, &record.sealed_private_key, record.kid.as_bytes()).map_err(
+                |source| KeyRingError::Seal {
+                    kid: record.kid.clone(),
+                    source,
+                },
+            )?;
             let encoding = match record.alg {
                 SigningAlg::Rs256 => EncodingKey::from_rsa_der(&der),
                 SigningAlg::Es256 => EncodingKey::from_ec_der(&der),
             };
-            signing.insert(record.alg, (record.activates_at, SigningKey { kid: record.kid.clone(), encoding }));
+            signing.insert(
+                record.alg,
+                (
+                    record.activates_at,
+                    SigningKey {
+                        kid: record.kid.clone(),
+                        encoding,
+                    },
+                ),
+            );
         }
         let keys: Vec<&serde_json::Value> = records.iter().map(|r| &r.public_jwk).collect();
         let jwks = serde_json::json!({ "keys": keys }).to_string();
-        Ok(Self { signing: signing.into_iter().map(|(alg, (_, key))| (alg, key)).collect(), jwks: jwks.into() })
+        Ok(Self {
+            signing: signing
+                .into_iter()
+                .map(|(alg, (_, key))| (alg, key))
+                .collect(),
+            jwks: jwks.into(),
+        })
     }
 
     /// The JWKS document (RFC 7517 §5), serialised once per reload.
@@ -85,12 +119,21 @@ impl KeyRing {
 
     /// Signs `claims` as a JWS with the active key for `alg`; `typ` goes in the header
     /// (`at+jwt` for access tokens, RFC 9068 §2.1).
-    pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String, KeyRingError> {
-        let key = self.signing.get(&alg).ok_or(KeyRingError::NoActiveKey(alg))?;
+    pub fn sign<T: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyRingError> {
+        let key = self
+            .signing
+            .get(&alg)
+            .ok_or(KeyRingError::NoActiveKey(alg))?;
         let mut header = Header::new(jwt_alg(alg));
         header.typ = Some(typ.to_string());
         header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyRingError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| KeyRingError::Sign(e.to_string()))
     }
 }
 
@@ -100,18 +143,30 @@ impl KeyRing {
 ///
 /// A brand-new installation's first keys sign at once: nobody can have cached a JWKS without
 /// them yet. Keys made by rotation are published ahead of use instead (docs/keys.md).
-pub async fn ensure_initial_keys<S: KeyStore>(store: &S, master: &MasterKey, now: i64) -> Result<KeyRing, KeyRingError> {
+pub async fn ensure_initial_keys<S: KeyStore>(
+    store: &S,
+    master: &MasterKey,
+    now: i64,
+) -> Result<KeyRing, KeyRingError> {
     let existing = store.list_keys().await?;
     for alg in SigningAlg::ALL {
-        if existing.iter().any(|r| r.alg == alg && r.status == KeyStatus::Active) {
+        if existing
+            .iter()
+            .any(|r| r.alg == alg && r.status == KeyStatus::Active)
+        {
             continue;
         }
         // RSA generation takes ~100 ms even optimised: keep it off the async runtime.
         let generated = tokio::task::spawn_blocking(move || generate_key(alg))
             .await
             .map_err(|e| KeyRingError::Task(e.to_string()))??;
-        let sealed = seal(master, &generated.private_der, generated.kid.as_bytes())
-            .map_err(|source| KeyRingError::Seal { kid: generated.kid.clone(), source })?;
+        let sealed =
+            seal(master, &generated.private_der, generated.kid.as_bytes()).map_err(|source| {
+                KeyRingError::Seal {
+                    kid: generated.kid.clone(),
+                    source,
+                }
+            })?;
         let record = KeyRecord {
             kid: generated.kid.clone(),
             alg,

@@ -66,5 +66,8 @@ pub fn mint(
         jti: random_token(16),
     };
     let token = keys.sign(settings.alg, ACCESS_TOKEN_TYP, &claims)?;
-    Ok(MintedAccessToken { token, expires_in: settings.ttl_secs })
+    Ok(MintedAccessToken {
+        token,
+        expires_in: settings.ttl_secs,
+    })
 }

@@ -74,7 +74,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, description: description.into(), challenge: Challenge::None }
+        Self {
+            code,
+            description: description.into(),
+            challenge: Challenge::None,
+        }
     }
 
     pub fn with_challenge(mut self, challenge: Challenge) -> Self {
@@ -103,12 +107,18 @@ impl OAuthError {
     /// An internal failure. The cause is logged here; the client sees only a generic text.
     pub fn server_error(cause: &dyn fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(ErrorCode::ServerError, "the server failed to handle the request")
+        Self::new(
+            ErrorCode::ServerError,
+            "the server failed to handle the request",
+        )
     }
     /// The database (or another dependency) is unreachable: retry later, nothing was done.
     pub fn unavailable(cause: &dyn fmt::Display) -> Self {
         tracing::warn!(error = %cause, "dependency unavailable");
-        Self::new(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable; retry later")
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the service is temporarily unavailable; retry later",
+        )
     }
 
     pub fn http_status(&self) -> u16 {

@@ -21,7 +21,12 @@ pub struct TokenResponse {
 
 impl TokenResponse {
     pub fn bearer(access_token: String, expires_in: i64, scope: String) -> Self {
-        Self { access_token, token_type: "Bearer", expires_in, scope }
+        Self {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            scope,
+        }
     }
 }
 
@@ -43,7 +48,9 @@ pub async fn exchange<L: ClientLookup>(
     let presented = presented_client(authorization, params)?;
     let client = authenticate(ctx.clients, presented).await?;
     match grant_type {
-        "client_credentials" => client_credentials::grant(&client, params, ctx.keys, ctx.access_tokens, ctx.now),
+        "client_credentials" => {
+            client_credentials::grant(&client, params, ctx.keys, ctx.access_tokens, ctx.now)
+        }
         // The resource owner password grant is deliberately absent (RFC 9700 §2.4: MUST NOT).
         other => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type `{}` is not supported here; supported: client_credentials",

@@ -6,10 +6,16 @@ use super::{Backend, Store, StoreError, StoreResult};
 
 /// Migrations are compiled into the binary so a deployment is one file. Postgres and SQLite
 /// have the same version numbers; each list is applied in order.
-const POSTGRES: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../migrations/postgres/0001_initial.sql"))];
-const SQLITE: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql"))];
+const POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
 
 impl Store {
     /// Brings the schema up to date. On Postgres sqlx holds an advisory lock for the whole run,
@@ -23,7 +29,13 @@ impl Store {
         let migrations = list
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
             })
             .collect();
         let migrator = Migrator {
@@ -32,9 +44,23 @@ impl Store {
             locking: true,
             no_tx: false,
         };
-        migrator.run(&self.pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
-            other => StoreError::Other(format!("migration failed: {other}")),
-        })
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                // SQLite has no advisory lock. Two processes migrating one file at once: the
+                // loser's transaction rolls back whole (SQLite DDL is transactional), and a
+                // retry after the winner's commit finds nothing left to do.
+                Err(e) if self.backend() == Backend::Sqlite && attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "sqlite migration raced another process; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(sqlx::migrate::MigrateError::Execute(inner)) => {
+                    return Err(StoreError::from(inner))
+                }
+                Err(other) => return Err(StoreError::Other(format!("migration failed: {other}"))),
+            }
+        }
     }
 }

@@ -1,0 +1,229 @@
+//! The `latchkey` binary as an operator uses it: client registry commands and settings errors.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::helpers::{fresh_database, TestDatabase};
+
+fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LATCHKEY_DATABASE_URL", &db.url)
+        .env("LATCHKEY_LOG_LEVEL", "warn")
+        .output()
+        .expect("run latchkey")
+}
+
+fn json_out(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn client_lifecycle_through_the_cli() {
+    let db = fresh_database().await;
+    let created = json_out(&latchkey(
+        &db,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Billing",
+            "--scope",
+            "invoices:read",
+            "--role",
+            "billing",
+            "--audience",
+            "https://api.example.com",
+        ],
+    ));
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 43, "256-bit secret, base64url");
+    assert_eq!(created["type"], "confidential");
+    assert_eq!(
+        created["grant_types"],
+        serde_json::json!(["client_credentials"])
+    );
+    assert_eq!(created["scopes"], serde_json::json!(["invoices:read"]));
+    assert_eq!(created["roles"], serde_json::json!(["billing"]));
+    assert_eq!(created["audience"], "https://api.example.com");
+
+    let shown = json_out(&latchkey(&db, &["client", "show", &id]));
+    assert_eq!(shown["client_id"], id.as_str());
+    assert!(
+        shown.get("client_secret").is_none(),
+        "the secret is shown only at creation"
+    );
+    assert!(
+        !String::from_utf8_lossy(&latchkey(&db, &["client", "show", &id]).stdout).contains(&secret)
+    );
+
+    let listed = json_out(&latchkey(&db, &["client", "list"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&secret));
+
+    let rotated = json_out(&latchkey(&db, &["client", "rotate-secret", &id]));
+    assert_ne!(rotated["client_secret"].as_str().unwrap(), secret);
+
+    let disabled = json_out(&latchkey(&db, &["client", "disable", &id]));
+    assert_eq!(disabled["disabled"], true);
+    assert_eq!(
+        json_out(&latchkey(&db, &["client", "show", &id]))["disabled"],
+        true
+    );
+
+    json_out(&latchkey(&db, &["client", "delete", &id]));
+    let gone = latchkey(&db, &["client", "show", &id]);
+    assert!(!gone.status.success());
+    assert!(
+        stderr(&gone).contains("no client with id"),
+        "{}",
+        stderr(&gone)
+    );
+}
+
+#[tokio::test]
+async fn public_app_client_has_no_secret() {
+    let db = fresh_database().await;
+    let created = json_out(&latchkey(
+        &db,
+        &[
+            "client",
+            "create",
+            "--name",
+            "SPA",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1:5173/cb",
+        ],
+    ));
+    assert!(created.get("client_secret").is_none());
+    assert_eq!(created["type"], "public");
+    assert_eq!(
+        created["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    let rotate = latchkey(
+        &db,
+        &[
+            "client",
+            "rotate-secret",
+            created["client_id"].as_str().unwrap(),
+        ],
+    );
+    assert!(!rotate.status.success());
+}
+
+#[tokio::test]
+async fn registration_refuses_unsafe_redirect_uris() {
+    let db = fresh_database().await;
+    let cases = [
+        ("javascript:alert(1)", "scheme"),
+        ("data:text/html,<script>", "scheme"),
+        ("https://app.example.com/cb#x", "fragment"),
+        ("https://*.example.com/cb", "wildcard"),
+        ("https://app.example.com/*", "wildcard"),
+        ("http://app.example.com/cb", "https"),
+        ("/cb", "absolute"),
+        ("https://user:pw@app.example.com/cb", "user information"),
+    ];
+    for (uri, expected) in cases {
+        let out = latchkey(
+            &db,
+            &["client", "create", "--name", "bad", "--redirect-uri", uri],
+        );
+        assert!(!out.status.success(), "{uri} must be refused");
+        assert!(
+            out.stdout.is_empty(),
+            "nothing on stdout for a refused registration"
+        );
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{uri}: {err}");
+    }
+    let listed = json_out(&latchkey(&db, &["client", "list"]));
+    assert_eq!(listed, serde_json::json!([]), "nothing was stored");
+    for ok in [
+        "https://app.example.com/cb",
+        "http://127.0.0.1/cb",
+        "http://[::1]:8080/cb",
+        "com.example.app:/cb",
+    ] {
+        json_out(&latchkey(
+            &db,
+            &["client", "create", "--name", "ok", "--redirect-uri", ok],
+        ));
+    }
+}
+
+#[tokio::test]
+async fn other_invalid_registrations_say_why() {
+    let db = fresh_database().await;
+    for (args, expected) in [
+        (vec!["--grant-type", "password"], "unknown grant type"),
+        (
+            vec![
+                "--public",
+                "--grant-type",
+                "client_credentials",
+                "--redirect-uri",
+                "https://a.example/cb",
+            ],
+            "public client",
+        ),
+        (vec!["--role", "has space"], "role"),
+        (vec!["--scope", "bad\"scope"], "scope"),
+        (vec!["--grant-type", "authorization_code"], "redirect-uri"),
+    ] {
+        let mut all = vec!["client", "create", "--name", "x"];
+        all.extend(args);
+        let out = latchkey(&db, &all);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(expected), "{all:?}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_program_naming_the_setting() {
+    let db = fresh_database().await;
+    for (key, value, named) in [
+        ("LATCHKEY_BIND", "not-an-address", "`bind`"),
+        ("LATCHKEY_ISSUER", "http://id.example.com", "`issuer`"),
+        ("LATCHKEY_ACCESS_TOKEN_TTL", "forever", "`access_token_ttl`"),
+        ("LATCHKEY_ACCESS_TOKEN_ALG", "HS256", "`access_token_alg`"),
+        ("LATCHKEY_DATABASE_URL", "mysql://x", "`database_url`"),
+        ("LATCHKEY_NO_SUCH_SETTING", "1", "no_such_setting"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["migrate"])
+            .env_clear()
+            .env("LATCHKEY_DATABASE_URL", &db.url)
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
+        let err = stderr(&out);
+        assert!(err.contains(named), "{key}={value}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_runs_and_is_idempotent() {
+    let db = fresh_database().await;
+    for _ in 0..2 {
+        let out = latchkey(&db, &["migrate"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}

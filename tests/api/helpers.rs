@@ -1,0 +1,260 @@
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use latchkey::admin::clients;
+use latchkey::config::{Secret, Settings};
+use latchkey::domain::NewClient;
+use latchkey::startup::Application;
+use latchkey::state::{unix_now, AppState};
+use serde_json::Value;
+use sqlx::Connection;
+use tokio::sync::{oneshot, Mutex};
+use tokio::task::JoinHandle;
+
+/// The Postgres server to create per-test databases on, when set.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+}
+
+/// A fresh database for one test: a temp SQLite file, or a new Postgres database.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// Another handle on the same database (a second replica); the original keeps it alive.
+    pub fn alias(&self) -> TestDatabase {
+        TestDatabase {
+            url: self.url.clone(),
+            _dir: None,
+        }
+    }
+}
+
+static DB_COUNTER: AtomicU64 = AtomicU64::new(0);
+// CREATE DATABASE from template1 fails when several run at once; take turns.
+static CREATE_DB: Mutex<bool> = Mutex::const_new(false);
+
+pub async fn fresh_database() -> TestDatabase {
+    match postgres_admin_url() {
+        None => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite:{}", dir.path().join("latchkey.db").display());
+            TestDatabase {
+                url,
+                _dir: Some(dir),
+            }
+        }
+        Some(admin) => {
+            let name = format!(
+                "latchkey_test_{}_{}_{}",
+                std::process::id(),
+                DB_COUNTER.fetch_add(1, Ordering::Relaxed),
+                latchkey::secret::random_token(4)
+                    .to_lowercase()
+                    .replace(['-', '_'], "x")
+            );
+            let mut cleaned = CREATE_DB.lock().await;
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&admin)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            if !*cleaned {
+                // Databases left by earlier runs (other process ids) are dropped once per run.
+                let prefix = format!("latchkey_test_{}_", std::process::id());
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'latchkey_test_%'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("list databases");
+                for (old,) in rows.into_iter().filter(|(n,)| !n.starts_with(&prefix)) {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+                *cleaned = true;
+            }
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            drop(cleaned);
+            let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            TestDatabase {
+                url: url.to_string(),
+                _dir: None,
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`, also the issuer.
+    pub address: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub db: TestDatabase,
+    pub settings: Settings,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub fn test_settings(db_url: &str) -> Settings {
+    Settings {
+        database_url: Secret::new(db_url),
+        master_key: Secret::new(latchkey::secret::random_token(32)),
+        // Tests see every admin change at once; one test checks the cache bound itself.
+        client_cache_ttl: latchkey::config::HumanDuration::secs(0),
+        log_level: "warn".into(),
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server on a random port; `configure` adjusts the settings first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = fresh_database().await;
+    let settings = test_settings(&db.url);
+    spawn_app_on(db, settings, configure).await
+}
+
+pub async fn spawn_app_on(
+    db: TestDatabase,
+    mut settings: Settings,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let address = format!("http://127.0.0.1:{port}");
+    settings.issuer = address.clone();
+    settings.bind = listener.local_addr().expect("addr");
+    configure(&mut settings);
+    let settings = settings.validated().expect("test settings are valid");
+    let app = Application::build_on(settings.clone(), listener)
+        .await
+        .expect("app builds");
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client");
+    TestApp {
+        address,
+        state,
+        http,
+        db,
+        settings,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+pub struct RegisteredClient {
+    pub id: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn token_url(&self) -> String {
+        self.url("/token")
+    }
+
+    /// Registers a service client (client_credentials) with these scopes and roles.
+    pub async fn service_client(&self, scopes: &[&str], roles: &[&str]) -> RegisteredClient {
+        self.register(NewClient {
+            name: "test service".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            roles: roles.iter().map(|s| s.to_string()).collect(),
+            ..NewClient::default()
+        })
+        .await
+    }
+
+    pub async fn register(&self, request: NewClient) -> RegisteredClient {
+        let (client, secret) = clients::create(self.state.store(), request, unix_now())
+            .await
+            .expect("client registers");
+        RegisteredClient {
+            id: client.id,
+            secret: secret.unwrap_or_default(),
+        }
+    }
+
+    /// POSTs a form to /token with optional Basic credentials; returns status, headers, JSON.
+    pub async fn post_token(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self.http.post(self.token_url()).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        let response = request.send().await.expect("token request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .json::<Value>()
+            .await
+            .expect("token response is JSON");
+        (status, headers, body)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (
+            status,
+            headers,
+            response.json::<Value>().await.expect("JSON body"),
+        )
+    }
+
+    /// Stops the server the way SIGTERM would and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Decodes a JWT segment without verifying (for asserting on headers).
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(index).expect("JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}

@@ -1,0 +1,15 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+//! Integration tests: the real server on a random port with a fresh database, driven over HTTP
+//! by real clients. The backend is SQLite unless TEST_DATABASE_URL names a Postgres server, in
+//! which case every test gets a new database there. All tests compile into this one binary.
+
+mod helpers;
+
+mod cli;
+mod discovery;
+mod health;
+mod jwks;
+mod keys_startup;
+mod token_client_credentials;
+mod token_errors;
