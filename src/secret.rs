@@ -2,15 +2,16 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// `bytes` random bytes from the operating system's CSPRNG, base64url without padding.
+/// `bytes` random bytes, base64url without padding. `thread_rng` is a CSPRNG (ChaCha12) seeded
+/// from the operating system and reseeded periodically; unlike `OsRng` it costs no system call,
+/// which matters when every access token carries a fresh `jti`.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    OsRng.fill_bytes(&mut buf);
+    rand::thread_rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
 }
 

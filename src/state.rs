@@ -3,6 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
+use axum::http::HeaderValue;
+
 use crate::config::Settings;
 use crate::keys::{KeyRing, MasterKey};
 use crate::oauth::access_token::AccessTokenSettings;
@@ -19,8 +22,8 @@ struct Inner {
     #[allow(dead_code)] // kept for key rotation, which seals new keys at run time
     master_key: MasterKey,
     access_tokens: AccessTokenSettings,
-    discovery: String,
-    public_cache_control: String,
+    discovery: Bytes,
+    public_cache_control: HeaderValue,
     shutting_down: AtomicBool,
 }
 
@@ -40,8 +43,9 @@ impl AppState {
             ttl_secs: settings.access_token_ttl.as_secs(),
             alg: settings.access_token_alg,
         };
-        let discovery = crate::oidc::discovery::metadata(&settings.issuer).to_string();
-        let public_cache_control = format!("public, max-age={}", settings.jwks_max_age.as_secs());
+        let discovery = Bytes::from(crate::oidc::discovery::metadata(&settings.issuer).to_string());
+        let public_cache_control = HeaderValue::from_str(&format!("public, max-age={}", settings.jwks_max_age.as_secs()))
+            .unwrap_or(HeaderValue::from_static("no-cache"));
         let clients = ClientCache::new(store.clone(), settings.client_cache_ttl.0);
         Self(Arc::new(Inner {
             settings,
@@ -75,10 +79,12 @@ impl AppState {
     pub fn access_token_settings(&self) -> &AccessTokenSettings {
         &self.0.access_tokens
     }
-    pub fn discovery_json(&self) -> String {
+    /// The discovery document, serialised once at start.
+    pub fn discovery_json(&self) -> Bytes {
         self.0.discovery.clone()
     }
-    pub fn public_cache_control(&self) -> String {
+    /// `Cache-Control` of the public documents (JWKS, discovery).
+    pub fn public_cache_control(&self) -> HeaderValue {
         self.0.public_cache_control.clone()
     }
     pub fn is_shutting_down(&self) -> bool {

@@ -1,18 +1,14 @@
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
 /// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
 pub async fn metadata(State(state): State<AppState>) -> Response {
-    let mut response = (
-        [(header::CONTENT_TYPE, "application/json")],
+    (
+        [(header::CONTENT_TYPE, super::json_content_type()), (header::CACHE_CONTROL, state.public_cache_control())],
         state.discovery_json(),
     )
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(&state.public_cache_control()) {
-        response.headers_mut().insert(header::CACHE_CONTROL, value);
-    }
-    response
+        .into_response()
 }

@@ -1,5 +1,5 @@
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
@@ -8,14 +8,9 @@ use crate::state::AppState;
 /// max-age tells resource servers how long they may cache it; key rotation publishes new keys
 /// at least that long before they sign.
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let body = state.keys().jwks_json();
-    let mut response = (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+    (
+        [(header::CONTENT_TYPE, super::json_content_type()), (header::CACHE_CONTROL, state.public_cache_control())],
+        state.keys().jwks_json(),
     )
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(&state.public_cache_control()) {
-        response.headers_mut().insert(header::CACHE_CONTROL, value);
-    }
-    response
+        .into_response()
 }

@@ -5,10 +5,15 @@ pub mod health;
 pub mod jwks;
 pub mod token;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
+
+/// `Content-Type` of every JSON document served from memory.
+fn json_content_type() -> HeaderValue {
+    HeaderValue::from_static("application/json")
+}
 
 /// Unknown paths get a JSON 404 rather than an empty body.
 pub async fn not_found() -> impl IntoResponse {

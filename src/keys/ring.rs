@@ -1,8 +1,8 @@
 //! The key ring: the keys this replica signs with, and the JWKS it publishes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
+use bytes::Bytes;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
@@ -36,7 +36,7 @@ struct SigningKey {
 /// What one replica holds in memory. Immutable; a reload builds a new one.
 pub struct KeyRing {
     signing: HashMap<SigningAlg, SigningKey>,
-    jwks: Arc<str>,
+    jwks: Bytes,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -109,7 +109,7 @@ impl KeyRing {
     }
 
     /// The JWKS document (RFC 7517 §5), serialised once per reload.
-    pub fn jwks_json(&self) -> Arc<str> {
+    pub fn jwks_json(&self) -> Bytes {
         self.jwks.clone()
     }
 
