@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey::admin::clients::{self, client_json};
-use latchkey::config::Settings;
+use latchkey::config::{LogFormat, Settings};
 use latchkey::domain::NewClient;
 use latchkey::startup::{open_store, shutdown_signal, Application};
 use latchkey::state::unix_now;
@@ -144,11 +144,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings.clone()).await?;
     let addr = app.local_addr()?;
     tracing::info!(issuer = %settings.issuer, %addr, "latchkey is listening");
-    eprintln!(
-        "Latchkey is running.\n  issuer:    {}\n  listening: http://{addr}\n  discovery: {}/.well-known/openid-configuration\n\
-         Create a first client in another terminal:\n  cargo run --release -- client create --name my-service --scope read",
-        settings.issuer, settings.issuer
-    );
+    if settings.log_format == LogFormat::Text {
+        // A first-run hint for people; JSON log pipelines get only the event above.
+        eprintln!(
+            "Latchkey is running.\n  issuer:    {}\n  listening: http://{addr}\n  discovery: {}/.well-known/openid-configuration\n\
+             Create a first client in another terminal:\n  cargo run --release -- client create --name my-service --scope read",
+            settings.issuer, settings.issuer
+        );
+    }
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
 use axum::http::HeaderValue;
+use bytes::Bytes;
 
 use crate::config::Settings;
 use crate::keys::{KeyRing, MasterKey};
@@ -44,8 +44,11 @@ impl AppState {
             alg: settings.access_token_alg,
         };
         let discovery = Bytes::from(crate::oidc::discovery::metadata(&settings.issuer).to_string());
-        let public_cache_control = HeaderValue::from_str(&format!("public, max-age={}", settings.jwks_max_age.as_secs()))
-            .unwrap_or(HeaderValue::from_static("no-cache"));
+        let public_cache_control = HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            settings.jwks_max_age.as_secs()
+        ))
+        .unwrap_or(HeaderValue::from_static("no-cache"));
         let clients = ClientCache::new(store.clone(), settings.client_cache_ttl.0);
         Self(Arc::new(Inner {
             settings,

@@ -227,3 +227,106 @@ async fn migrate_runs_and_is_idempotent() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }
+
+#[tokio::test]
+async fn serve_creates_its_master_key_logs_json_and_stops_on_sigterm() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let db = fresh_database().await;
+    let workdir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("serve")
+        .current_dir(workdir.path())
+        .env_clear()
+        .env("LATCHKEY_DATABASE_URL", &db.url)
+        .env("LATCHKEY_BIND", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_LOG_FORMAT", "json")
+        .env("LATCHKEY_LOG_LEVEL", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let http = reqwest::Client::new();
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(&ready_url).send().await {
+            if r.status().as_u16() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "server never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let key_file = workdir.path().join("keys/master.key");
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(workdir.path().join("keys"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let events: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+        })
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"latchkey is listening"), "{messages:?}");
+    assert!(messages.contains(&"stopped"), "{messages:?}");
+    assert!(
+        !logs.contains(
+            &std::fs::read_to_string(&key_file)
+                .unwrap()
+                .trim()
+                .to_string()
+        ),
+        "master key never logged"
+    );
+}
