@@ -68,7 +68,7 @@ pub async fn fresh_database() -> TestDatabase {
                 // Databases left by earlier runs (other process ids) are dropped once per run.
                 let prefix = format!("latchkey_test_{}_", std::process::id());
                 let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT datname FROM pg_database WHERE datname LIKE 'latchkey_test_%'",
+                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'latchkey_test_%'",
                 )
                 .fetch_all(&mut conn)
                 .await
