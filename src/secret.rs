@@ -15,6 +15,25 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+const ALPHANUMERIC: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// An identifier of `len` random alphanumeric characters (log2(62) ≈ 5.95 bits each: 22
+/// characters carry 131 bits). Ids are typed into shells and URLs, so they never start with `-`
+/// and need no escaping anywhere.
+pub fn random_id(len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let mut byte = [0u8; 1];
+        rng.fill_bytes(&mut byte);
+        // Rejection sampling: 248 = 4 × 62, so every symbol is equally likely.
+        if byte[0] < 248 {
+            out.push(char::from(ALPHANUMERIC[usize::from(byte[0] % 62)]));
+        }
+    }
+    out
+}
+
 /// SHA-256 of a high-entropy secret. A slow hash would add nothing for 256-bit random values
 /// (shared/design.md, "Tokens and secrets") and would cost every token request.
 pub fn sha256(value: &str) -> [u8; 32] {
@@ -35,6 +54,15 @@ mod tests {
         let a = random_token(32);
         assert_eq!(a.len(), 43);
         assert_ne!(a, random_token(32));
+    }
+
+    #[test]
+    fn ids_are_alphanumeric() {
+        for _ in 0..200 {
+            let id = random_id(22);
+            assert_eq!(id.len(), 22);
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        }
     }
 
     #[test]

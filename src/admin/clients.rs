@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::domain::{Client, ClientKind, NewClient};
-use crate::secret::{random_token, sha256};
+use crate::secret::{random_id, random_token, sha256};
 use crate::store::{ClientStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,9 +16,10 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-/// 128-bit random client ids: unguessable, so knowing one client's id says nothing of others.
+/// Random alphanumeric client ids (131 bits): unguessable, so one client's id says nothing of
+/// others, and safe to pass to any command line.
 fn new_client_id() -> String {
-    random_token(16)
+    random_id(22)
 }
 
 /// 256-bit random secrets (shared/design.md, "Tokens and secrets"); stored only as SHA-256.

@@ -12,3 +12,5 @@ pub use scope::{ScopeError, ScopeSet};
 pub use signing_alg::SigningAlg;
 mod key;
 pub use key::{KeyRecord, KeyStatus};
+mod user;
+pub use user::{normalize_email, validate_name, validate_role, User};

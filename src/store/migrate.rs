@@ -6,16 +6,30 @@ use super::{Backend, Store, StoreError, StoreResult};
 
 /// Migrations are compiled into the binary so a deployment is one file. Postgres and SQLite
 /// have the same version numbers; each list is applied in order.
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "users and login",
+        include_str!("../../migrations/postgres/0002_users_and_login.sql"),
+    ),
+];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "users and login",
+        include_str!("../../migrations/sqlite/0002_users_and_login.sql"),
+    ),
+];
 
 impl Store {
     /// Brings the schema up to date. On Postgres sqlx holds an advisory lock for the whole run,

@@ -9,10 +9,11 @@ mod clients;
 mod connect;
 mod keys;
 mod migrate;
+mod users;
 
 use std::future::Future;
 
-use crate::domain::{Client, KeyRecord};
+use crate::domain::{Client, KeyRecord, User};
 
 pub use client_cache::ClientCache;
 pub use connect::{Backend, Store};
@@ -60,5 +61,41 @@ pub trait KeyStore: Send + Sync {
     fn insert_key_unless_active_exists(
         &self,
         key: &KeyRecord,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// People who sign in.
+pub trait UserStore: Send + Sync {
+    /// Fails with [`StoreError::Conflict`] when the email is taken.
+    fn insert_user(&self, user: &User) -> impl Future<Output = StoreResult<()>> + Send;
+    fn find_user(&self, sub: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// `email` must be normalised ([`crate::domain::normalize_email`]).
+    fn find_user_by_email(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    fn list_users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+    /// Sets a new password and, in the same transaction, revokes the user's grants and ends
+    /// their sessions. False when no such user exists.
+    fn change_password(
+        &self,
+        sub: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Replaces the hash with one of today's parameters, only if it is still `old_hash`.
+    fn rehash_password(
+        &self,
+        sub: &str,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Disables the user, revokes their grants and ends their sessions. False when unknown.
+    fn disable_user(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn set_roles(
+        &self,
+        sub: &str,
+        roles: &[String],
+        now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 }

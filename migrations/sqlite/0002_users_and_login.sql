@@ -1,0 +1,79 @@
+-- Latchkey schema v2 (SQLite): users, sessions, consent, authorization codes, grants, refresh
+-- tokens. The Postgres twin has the same version number and meaning.
+
+CREATE TABLE users (
+    sub                 TEXT PRIMARY KEY,          -- stable, opaque, base64url: never the email
+    email               TEXT NOT NULL UNIQUE,      -- stored lower-cased
+    name                TEXT NULL,
+    password_hash       TEXT NOT NULL,             -- argon2id PHC string
+    roles               TEXT NOT NULL,             -- JSON array
+    created_at          BIGINT NOT NULL,
+    updated_at          BIGINT NOT NULL,
+    password_changed_at BIGINT NOT NULL,
+    disabled_at         BIGINT NULL
+);
+
+-- Browser sessions (tower-sessions records). The id is stored hashed: a database leak gives
+-- nobody a usable cookie.
+CREATE TABLE sessions (
+    id_hash    TEXT PRIMARY KEY,
+    data       TEXT NOT NULL,                      -- JSON
+    user_sub   TEXT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_sub);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+
+CREATE TABLE consents (
+    user_sub   TEXT NOT NULL,
+    client_id  TEXT NOT NULL,
+    scopes     TEXT NOT NULL,                      -- space-delimited
+    granted_at BIGINT NOT NULL,
+    PRIMARY KEY (user_sub, client_id)
+);
+
+-- One row per authorization: the code, every refresh token rotated from it and the access
+-- tokens issued under it hang off this row, so revoking it revokes them all.
+CREATE TABLE grants (
+    id          TEXT PRIMARY KEY,
+    client_id   TEXT NOT NULL,
+    user_sub    TEXT NOT NULL,
+    scopes      TEXT NOT NULL,
+    auth_time   BIGINT NOT NULL,
+    amr         TEXT NOT NULL,                     -- JSON array
+    nonce       TEXT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,                   -- absolute lifetime of the refresh family
+    revoked_at  BIGINT NULL
+);
+CREATE INDEX grants_user ON grants (user_sub);
+CREATE INDEX grants_client ON grants (client_id);
+
+CREATE TABLE authorization_codes (
+    code_hash      BLOB PRIMARY KEY,              -- SHA-256 of the code
+    grant_id       TEXT NOT NULL,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,                  -- PKCE S256 (RFC 7636 §4.2)
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL,
+    consumed_at    BIGINT NULL
+);
+
+CREATE TABLE refresh_tokens (
+    token_hash  BLOB PRIMARY KEY,                 -- SHA-256 of the token
+    grant_id    TEXT NOT NULL,
+    scopes      TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,                   -- idle lifetime
+    used_at     BIGINT NULL                        -- set when rotated; a second use is reuse
+);
+CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
+
+-- Access tokens issued to users, kept only so userinfo can refuse revoked ones.
+CREATE TABLE access_tokens (
+    jti        TEXT PRIMARY KEY,
+    grant_id   TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX access_tokens_grant ON access_tokens (grant_id);

@@ -1,0 +1,227 @@
+//! Passwords: argon2id (RFC 9106; OWASP's m=19 MiB, t=2, p=1 by default), hashed off the async
+//! runtime behind a semaphore so a sign-in flood can't stall other endpoints (design rule 10).
+
+use std::sync::Arc;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+/// Longer inputs are refused before hashing: a multi-megabyte "password" must not cost a hash.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct PasswordSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub min_length: usize,
+    /// Hashes running at once; more wait their turn.
+    pub max_concurrent: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("the password must be at least {0} characters long")]
+    TooShort(usize),
+    #[error("the password must be at most {MAX_PASSWORD_BYTES} bytes long")]
+    TooLong,
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// The result of checking a password.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub valid: bool,
+    /// The stored hash used other parameters than today's settings: store a fresh hash.
+    pub needs_rehash: bool,
+}
+
+pub struct PasswordHasher {
+    params: Params,
+    min_length: usize,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against when the user does not exist, so that an
+    /// unknown email costs the same time as a wrong password.
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_with(params: &Params, password: &[u8]) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2(params)
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hashing(e.to_string()))
+}
+
+impl PasswordHasher {
+    pub fn new(settings: &PasswordSettings) -> Result<Self, PasswordError> {
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|e| PasswordError::Hashing(format!("argon2 parameters: {e}")))?;
+        let dummy = crate::secret::random_token(24);
+        let dummy_hash = hash_with(&params, dummy.as_bytes())?;
+        Ok(Self {
+            params,
+            min_length: settings.min_length,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            dummy_hash,
+        })
+    }
+
+    /// Length rules for a new password. Characters, not bytes, count toward the minimum, so
+    /// Unicode passwords are judged fairly; nothing is truncated.
+    pub fn check_policy(&self, password: &str) -> Result<(), PasswordError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        if password.chars().count() < self.min_length {
+            return Err(PasswordError::TooShort(self.min_length));
+        }
+        Ok(())
+    }
+
+    /// Hashes a new password (after [`Self::check_policy`]).
+    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        self.check_policy(password)?;
+        let params = self.params.clone();
+        let password = zeroize::Zeroizing::new(password.as_bytes().to_vec());
+        self.blocking(move || hash_with(&params, &password)).await?
+    }
+
+    /// Checks `password` against `stored`; with `None` (no such user) it checks against the
+    /// dummy hash and answers invalid, taking the same time.
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<Verification, PasswordError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(Verification {
+                valid: false,
+                needs_rehash: false,
+            });
+        }
+        let exists = stored.is_some();
+        let stored = stored.unwrap_or(&self.dummy_hash).to_string();
+        let params = self.params.clone();
+        let password = zeroize::Zeroizing::new(password.as_bytes().to_vec());
+        self.blocking(move || {
+            let Ok(parsed) = PasswordHash::new(&stored) else {
+                return Verification {
+                    valid: false,
+                    needs_rehash: false,
+                };
+            };
+            let valid = argon2(&params).verify_password(&password, &parsed).is_ok() && exists;
+            let needs_rehash = valid
+                && Params::try_from(&parsed)
+                    .map(|p| p != params)
+                    .unwrap_or(true);
+            Verification {
+                valid,
+                needs_rehash,
+            }
+        })
+        .await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| PasswordError::Hashing(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> PasswordHasher {
+        PasswordHasher::new(&PasswordSettings {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            min_length: 8,
+            max_concurrent: 2,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hash_and_verify_unicode_without_truncation() {
+        let h = cheap();
+        let long = "ünïcødé pässwörd ".repeat(40);
+        let stored = h.hash(&long).await.unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(h.verify(&long, Some(&stored)).await.unwrap().valid);
+        assert!(
+            !h.verify(&long[..long.len() - 1], Some(&stored))
+                .await
+                .unwrap()
+                .valid
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_user_never_verifies() {
+        let h = cheap();
+        assert!(!h.verify("anything", None).await.unwrap().valid);
+    }
+
+    #[tokio::test]
+    async fn policy_and_rehash() {
+        let h = cheap();
+        assert!(matches!(
+            h.hash("short").await,
+            Err(PasswordError::TooShort(8))
+        ));
+        assert!(matches!(
+            h.hash(&"x".repeat(1025)).await,
+            Err(PasswordError::TooLong)
+        ));
+        let stronger = PasswordHasher::new(&PasswordSettings {
+            memory_kib: 2048,
+            iterations: 1,
+            parallelism: 1,
+            min_length: 8,
+            max_concurrent: 1,
+        })
+        .unwrap();
+        let old = h.hash("correct horse").await.unwrap();
+        let v = stronger.verify("correct horse", Some(&old)).await.unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                valid: true,
+                needs_rehash: true
+            }
+        );
+    }
+}

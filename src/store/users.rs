@@ -1,0 +1,148 @@
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Store, StoreError, StoreResult, UserStore};
+use crate::domain::User;
+
+const COLUMNS: &str =
+    "sub, email, name, password_hash, roles, created_at, password_changed_at, disabled_at";
+
+fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+    let sub: String = row.try_get("sub")?;
+    let roles: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("roles")?)
+        .map_err(|e| StoreError::Corrupt(format!("user {sub}: roles: {e}")))?;
+    Ok(User {
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        roles,
+        created_at: row.try_get("created_at")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+        disabled_at: row.try_get("disabled_at")?,
+        sub,
+    })
+}
+
+fn roles_json(roles: &[String]) -> String {
+    serde_json::Value::from(roles.to_vec()).to_string()
+}
+
+impl Store {
+    /// Revokes every live grant of a user and deletes their sessions: what a password change
+    /// or a disable must do (shared/security.md: "Password change, logout, user or client
+    /// disable end the family").
+    async fn end_everything_of(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        sub: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(sub)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_sub = $1")
+            .bind(sub)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+impl UserStore for Store {
+    async fn insert_user(&self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, password_changed_at, disabled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
+        )
+        .bind(&u.sub)
+        .bind(&u.email)
+        .bind(u.name.clone())
+        .bind(&u.password_hash)
+        .bind(roles_json(&u.roles))
+        .bind(u.created_at)
+        .bind(u.password_changed_at)
+        .bind(u.disabled_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_user(&self, sub: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE sub = $1"))
+            .bind(sub)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users ORDER BY created_at, sub"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn change_password(&self, sub: &str, password_hash: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE sub = $3")
+            .bind(password_hash)
+            .bind(now)
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.end_everything_of(&mut tx, sub, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rehash_password(&self, sub: &str, old_hash: &str, new_hash: &str) -> StoreResult<()> {
+        // Conditional: a password changed meanwhile is never overwritten by the old one's rehash.
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE sub = $2 AND password_hash = $3")
+            .bind(new_hash)
+            .bind(sub)
+            .bind(old_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn disable_user(&self, sub: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE sub = $2")
+            .bind(now)
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.end_everything_of(&mut tx, sub, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_roles(&self, sub: &str, roles: &[String], now: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE sub = $3")
+            .bind(roles_json(roles))
+            .bind(now)
+            .bind(sub)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
