@@ -125,6 +125,29 @@ pub struct Settings {
     pub client_cache_ttl: HumanDuration,
     /// `Cache-Control: max-age` of the JWKS and discovery documents.
     pub jwks_max_age: HumanDuration,
+    /// Lifetime of ID tokens.
+    pub id_token_ttl: HumanDuration,
+    /// Lifetime of authorization codes (RFC 6749 §4.1.2 recommends at most 10 minutes;
+    /// shared/security.md asks for at most 60 s).
+    pub authorization_code_ttl: HumanDuration,
+    /// A refresh token unused for this long expires.
+    pub refresh_token_idle_ttl: HumanDuration,
+    /// No refresh token of a grant outlives this, however often it is rotated.
+    pub refresh_token_absolute_ttl: HumanDuration,
+    /// A browser session unused for this long ends.
+    pub session_idle_ttl: HumanDuration,
+    /// argon2id memory cost in KiB (OWASP: 19456 = 19 MiB).
+    pub password_hash_memory_kib: u32,
+    /// argon2id passes.
+    pub password_hash_iterations: u32,
+    /// argon2id lanes.
+    pub password_hash_parallelism: u32,
+    /// Password hashes computed at once; the rest queue. Default: the number of CPUs.
+    pub password_hash_concurrency: usize,
+    /// Shortest accepted password, in characters.
+    pub password_min_length: usize,
+    /// A directory whose templates replace the built-in hosted pages of the same name.
+    pub templates_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// How long in-flight requests get to finish after SIGTERM before the process exits anyway.
@@ -149,6 +172,19 @@ impl Default for Settings {
             default_audience: String::new(),
             client_cache_ttl: HumanDuration::secs(10),
             jwks_max_age: HumanDuration::secs(300),
+            id_token_ttl: HumanDuration::secs(15 * 60),
+            authorization_code_ttl: HumanDuration::secs(60),
+            refresh_token_idle_ttl: HumanDuration::secs(14 * 86400),
+            refresh_token_absolute_ttl: HumanDuration::secs(90 * 86400),
+            session_idle_ttl: HumanDuration::secs(8 * 3600),
+            password_hash_memory_kib: 19 * 1024,
+            password_hash_iterations: 2,
+            password_hash_parallelism: 1,
+            password_hash_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            password_min_length: 8,
+            templates_dir: None,
             max_body_bytes: 64 * 1024,
             shutdown_grace: HumanDuration::secs(30),
             log_format: LogFormat::Text,
@@ -238,6 +274,54 @@ impl Settings {
         if !(60..=24 * 3600).contains(&ttl) {
             return Err(invalid("access_token_ttl", "must be between 1m and 24h"));
         }
+        if !(60..=24 * 3600).contains(&self.id_token_ttl.0.as_secs()) {
+            return Err(invalid("id_token_ttl", "must be between 1m and 24h"));
+        }
+        if !(1..=60).contains(&self.authorization_code_ttl.0.as_secs()) {
+            return Err(invalid(
+                "authorization_code_ttl",
+                "must be between 1s and 60s",
+            ));
+        }
+        if self.refresh_token_idle_ttl.0.as_secs() < 60 {
+            return Err(invalid("refresh_token_idle_ttl", "must be at least 1m"));
+        }
+        if self.refresh_token_absolute_ttl.0 < self.refresh_token_idle_ttl.0 {
+            return Err(invalid(
+                "refresh_token_absolute_ttl",
+                "must be at least refresh_token_idle_ttl",
+            ));
+        }
+        if self.session_idle_ttl.0.as_secs() < 60 {
+            return Err(invalid("session_idle_ttl", "must be at least 1m"));
+        }
+        if argon2::Params::new(
+            self.password_hash_memory_kib,
+            self.password_hash_iterations,
+            self.password_hash_parallelism,
+            None,
+        )
+        .is_err()
+        {
+            return Err(invalid(
+                "password_hash_memory_kib",
+                "with password_hash_iterations and password_hash_parallelism is not a valid argon2id cost (memory ≥ 8 × parallelism KiB, iterations ≥ 1)",
+            ));
+        }
+        if self.password_hash_concurrency == 0 {
+            return Err(invalid("password_hash_concurrency", "must be at least 1"));
+        }
+        if !(8..=128).contains(&self.password_min_length) {
+            return Err(invalid("password_min_length", "must be between 8 and 128"));
+        }
+        if let Some(dir) = &self.templates_dir {
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "templates_dir",
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+        }
         if self.client_cache_ttl.0.as_secs() > 300 {
             return Err(invalid("client_cache_ttl", "must be at most 5m"));
         }
@@ -305,5 +389,17 @@ mod tests {
             ..Settings::default()
         };
         assert!(!format!("{s:?}").contains("supersecret"));
+    }
+}
+
+impl Settings {
+    pub fn password_settings(&self) -> crate::authn::PasswordSettings {
+        crate::authn::PasswordSettings {
+            memory_kib: self.password_hash_memory_kib,
+            iterations: self.password_hash_iterations,
+            parallelism: self.password_hash_parallelism,
+            min_length: self.password_min_length,
+            max_concurrent: self.password_hash_concurrency,
+        }
     }
 }

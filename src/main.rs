@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey::admin::clients::{self, client_json};
+use latchkey::admin::users::{self, user_json, NewUser};
+use latchkey::authn::PasswordHasher;
 use latchkey::config::{LogFormat, Settings};
 use latchkey::domain::NewClient;
 use latchkey::startup::{open_store, shutdown_signal, Application};
 use latchkey::state::unix_now;
-use latchkey::store::ClientStore;
+use latchkey::store::{ClientStore, UserStore};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -36,6 +38,55 @@ enum Command {
     /// Register and manage clients (apps and services).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage the people who sign in.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input (one line).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A role carried in the user's tokens with the `roles` scope; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List every user as a JSON array.
+    List,
+    /// Show one user (by sub or email) as JSON.
+    Show {
+        #[arg(allow_hyphen_values = true)]
+        user: String,
+    },
+    /// Set a new password (from standard input); ends the user's sessions and grants.
+    SetPassword {
+        #[arg(allow_hyphen_values = true)]
+        user: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Stop a user from signing in; ends their sessions and grants.
+    Disable {
+        #[arg(allow_hyphen_values = true)]
+        user: String,
+    },
+    AddRole {
+        #[arg(allow_hyphen_values = true)]
+        user: String,
+        role: String,
+    },
+    RemoveRole {
+        #[arg(allow_hyphen_values = true)]
+        user: String,
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -152,6 +203,78 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
     result
 }
 
+/// One line from standard input, without its line ending; nothing else is trimmed, so
+/// passwords with spaces at either end survive.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line)
+        .to_string();
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input");
+    }
+    Ok(password)
+}
+
+async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let hasher = PasswordHasher::new(&settings.password_settings())?;
+    let now = unix_now();
+    let result = match command {
+        UserCommand::Create {
+            email,
+            name,
+            roles,
+            password_stdin: _,
+        } => {
+            let password = read_password()?;
+            let user = users::create(
+                &store,
+                &hasher,
+                NewUser {
+                    email,
+                    name,
+                    roles,
+                    password,
+                },
+                now,
+            )
+            .await?;
+            print_json(&user_json(&user))
+        }
+        UserCommand::List => {
+            let all = store.list_users().await?;
+            print_json(&serde_json::Value::Array(
+                all.iter().map(user_json).collect(),
+            ))
+        }
+        UserCommand::Show { user } => print_json(&user_json(&users::show(&store, &user).await?)),
+        UserCommand::SetPassword {
+            user,
+            password_stdin: _,
+        } => {
+            let password = read_password()?;
+            print_json(&user_json(
+                &users::set_password(&store, &hasher, &user, &password, now).await?,
+            ))
+        }
+        UserCommand::Disable { user } => {
+            print_json(&user_json(&users::disable(&store, &user, now).await?))
+        }
+        UserCommand::AddRole { user, role } => print_json(&user_json(
+            &users::change_roles(&store, &user, Some(&role), None, now).await?,
+        )),
+        UserCommand::RemoveRole { user, role } => print_json(&user_json(
+            &users::change_roles(&store, &user, None, Some(&role), now).await?,
+        )),
+    };
+    store.close().await;
+    result
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings.clone()).await?;
     let addr = app.local_addr()?;
@@ -199,6 +322,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Client(command) => run_client(&settings, command).await,
+            Command::User(command) => run_user(&settings, command).await,
         }
     });
     match result {

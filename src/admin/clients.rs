@@ -10,10 +10,14 @@ use crate::store::{ClientStore, StoreError};
 pub enum AdminError {
     #[error("{0}")]
     Invalid(String),
-    #[error("no client with id `{0}`")]
+    #[error("{0}")]
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn no_client(id: &str) -> AdminError {
+    AdminError::NotFound(format!("no client with id `{id}`"))
 }
 
 /// Random alphanumeric client ids (131 bits): unguessable, so one client's id says nothing of
@@ -74,10 +78,7 @@ pub async fn create<S: ClientStore>(
 }
 
 pub async fn show<S: ClientStore>(store: &S, id: &str) -> Result<Client, AdminError> {
-    store
-        .find_client(id)
-        .await?
-        .ok_or_else(|| AdminError::NotFound(id.to_string()))
+    store.find_client(id).await?.ok_or_else(|| no_client(id))
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once in the database
@@ -95,7 +96,7 @@ pub async fn rotate_secret<S: ClientStore>(
     }
     let secret = new_secret();
     if !store.set_client_secret(id, &sha256(&secret), now).await? {
-        return Err(AdminError::NotFound(id.to_string()));
+        return Err(no_client(id));
     }
     Ok(secret)
 }
@@ -104,7 +105,7 @@ pub async fn disable<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<()
     if store.disable_client(id, now).await? {
         Ok(())
     } else {
-        Err(AdminError::NotFound(id.to_string()))
+        Err(no_client(id))
     }
 }
 
@@ -112,6 +113,6 @@ pub async fn delete<S: ClientStore>(store: &S, id: &str) -> Result<(), AdminErro
     if store.delete_client(id).await? {
         Ok(())
     } else {
-        Err(AdminError::NotFound(id.to_string()))
+        Err(no_client(id))
     }
 }

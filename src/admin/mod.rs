@@ -1,3 +1,4 @@
 //! Admin operations behind the CLI (and, later, the admin API).
 
 pub mod clients;
+pub mod users;

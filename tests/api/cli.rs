@@ -13,8 +13,35 @@ fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LATCHKEY_DATABASE_URL", &db.url)
         .env("LATCHKEY_LOG_LEVEL", "warn")
+        // Cheap hashing for tests, through settings only (production defaults are untouched).
+        .env("LATCHKEY_PASSWORD_HASH_MEMORY_KIB", "1024")
+        .env("LATCHKEY_PASSWORD_HASH_ITERATIONS", "1")
         .output()
         .expect("run latchkey")
+}
+
+fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .env_clear()
+        .env("LATCHKEY_DATABASE_URL", &db.url)
+        .env("LATCHKEY_LOG_LEVEL", "warn")
+        .env("LATCHKEY_PASSWORD_HASH_MEMORY_KIB", "1024")
+        .env("LATCHKEY_PASSWORD_HASH_ITERATIONS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run latchkey");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn json_out(output: &Output) -> Value {
@@ -329,4 +356,116 @@ async fn serve_creates_its_master_key_logs_json_and_stops_on_sigterm() {
         ),
         "master key never logged"
     );
+}
+
+#[tokio::test]
+async fn user_lifecycle_through_the_cli() {
+    let db = fresh_database().await;
+    let created = json_out(&latchkey_stdin(
+        &db,
+        &[
+            "user",
+            "create",
+            "--email",
+            "Ann@Example.com",
+            "--name",
+            "Ann Example",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "  correct horse battery staple  \n",
+    ));
+    let sub = created["sub"].as_str().unwrap().to_string();
+    assert_eq!(sub.len(), 22);
+    assert!(
+        sub.chars().all(|c| c.is_ascii_alphanumeric()),
+        "sub is opaque and never the email"
+    );
+    assert_eq!(created["email"], "ann@example.com");
+    assert_eq!(created["roles"], serde_json::json!(["admin"]));
+    assert!(
+        !created.to_string().contains("argon2"),
+        "the hash is never printed"
+    );
+
+    let by_email = json_out(&latchkey(&db, &["user", "show", "ANN@example.com"]));
+    assert_eq!(by_email["sub"], sub.as_str());
+
+    let duplicate = latchkey_stdin(
+        &db,
+        &[
+            "user",
+            "create",
+            "--email",
+            "ann@example.com",
+            "--password-stdin",
+        ],
+        "another password\n",
+    );
+    assert!(!duplicate.status.success());
+    assert!(
+        stderr(&duplicate).contains("exists already"),
+        "{}",
+        stderr(&duplicate)
+    );
+
+    let short = latchkey_stdin(
+        &db,
+        &[
+            "user",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert!(!short.status.success());
+    assert!(
+        stderr(&short).contains("at least 8 characters"),
+        "{}",
+        stderr(&short)
+    );
+    let huge = "x".repeat(1025) + "\n";
+    let long = latchkey_stdin(
+        &db,
+        &[
+            "user",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        &huge,
+    );
+    assert!(
+        stderr(&long).contains("at most 1024 bytes"),
+        "{}",
+        stderr(&long)
+    );
+
+    let with_role = json_out(&latchkey(&db, &["user", "add-role", &sub, "billing"]));
+    assert_eq!(with_role["roles"], serde_json::json!(["admin", "billing"]));
+    let without = json_out(&latchkey(&db, &["user", "remove-role", &sub, "admin"]));
+    assert_eq!(without["roles"], serde_json::json!(["billing"]));
+
+    let changed = json_out(&latchkey_stdin(
+        &db,
+        &["user", "set-password", &sub, "--password-stdin"],
+        "a brand new passphrase\n",
+    ));
+    assert!(
+        changed["password_changed_at"].as_i64().unwrap()
+            >= created["password_changed_at"].as_i64().unwrap()
+    );
+
+    let disabled = json_out(&latchkey(&db, &["user", "disable", &sub]));
+    assert_eq!(disabled["disabled"], true);
+    let listed = json_out(&latchkey(&db, &["user", "list"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    let missing = latchkey(&db, &["user", "show", "nobody@example.com"]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no user"), "{}", stderr(&missing));
 }

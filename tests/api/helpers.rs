@@ -113,6 +113,9 @@ pub fn test_settings(db_url: &str) -> Settings {
         // Tests see every admin change at once; one test checks the cache bound itself.
         client_cache_ttl: latchkey::config::HumanDuration::secs(0),
         log_level: "warn".into(),
+        // Cheap argon2id for tests, through settings only; production defaults stay.
+        password_hash_memory_kib: 1024,
+        password_hash_iterations: 1,
         ..Settings::default()
     }
 }
