@@ -348,6 +348,18 @@ impl Settings {
     }
 }
 
+impl Settings {
+    pub fn password_settings(&self) -> crate::authn::PasswordSettings {
+        crate::authn::PasswordSettings {
+            memory_kib: self.password_hash_memory_kib,
+            iterations: self.password_hash_iterations,
+            parallelism: self.password_hash_parallelism,
+            min_length: self.password_min_length,
+            max_concurrent: self.password_hash_concurrency,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,17 +401,5 @@ mod tests {
             ..Settings::default()
         };
         assert!(!format!("{s:?}").contains("supersecret"));
-    }
-}
-
-impl Settings {
-    pub fn password_settings(&self) -> crate::authn::PasswordSettings {
-        crate::authn::PasswordSettings {
-            memory_kib: self.password_hash_memory_kib,
-            iterations: self.password_hash_iterations,
-            parallelism: self.password_hash_parallelism,
-            min_length: self.password_min_length,
-            max_concurrent: self.password_hash_concurrency,
-        }
     }
 }
