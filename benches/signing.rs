@@ -29,23 +29,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let key = generate_key(alg)?;
         let (jwt_alg, encoding) = match alg {
             SigningAlg::Es256 => (Algorithm::ES256, EncodingKey::from_ec_der(&key.private_der)),
-            SigningAlg::Rs256 => (
-                Algorithm::RS256,
-                EncodingKey::from_rsa_der(&key.private_der),
-            ),
+            SigningAlg::Rs256 => (Algorithm::RS256, EncodingKey::from_rsa_der(&key.private_der)),
         };
         per_op(&format!("{alg} stock provider (parse + sign)"), || {
-            let signer = (aws_lc::DEFAULT_PROVIDER.signer_factory)(&jwt_alg, &encoding)
-                .map_err(|e| e.to_string());
+            let signer = (aws_lc::DEFAULT_PROVIDER.signer_factory)(&jwt_alg, &encoding).map_err(|e| e.to_string());
             let _ = signer.map(|s| s.try_sign(message));
         });
         install_cached_signer();
-        per_op(
-            &format!("{alg} cached provider (jsonwebtoken::crypto::sign)"),
-            || {
-                let _ = jsonwebtoken::crypto::sign(message, &encoding, jwt_alg);
-            },
-        );
+        per_op(&format!("{alg} cached provider (jsonwebtoken::crypto::sign)"), || {
+            let _ = jsonwebtoken::crypto::sign(message, &encoding, jwt_alg);
+        });
     }
     Ok(())
 }

@@ -180,9 +180,7 @@ impl Default for Settings {
             password_hash_memory_kib: 19 * 1024,
             password_hash_iterations: 2,
             password_hash_parallelism: 1,
-            password_hash_concurrency: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            password_hash_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             password_min_length: 8,
             templates_dir: None,
             max_body_bytes: 64 * 1024,
@@ -199,10 +197,7 @@ impl Default for Settings {
 pub struct ConfigError(pub String);
 
 fn invalid(key: &str, why: impl fmt::Display) -> ConfigError {
-    ConfigError(format!(
-        "setting `{key}` (env LATCHKEY_{}) {why}",
-        key.to_ascii_uppercase()
-    ))
+    ConfigError(format!("setting `{key}` (env LATCHKEY_{}) {why}", key.to_ascii_uppercase()))
 }
 
 impl Settings {
@@ -211,10 +206,7 @@ impl Settings {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!(
-                    "the configuration file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("the configuration file {} does not exist", path.display())));
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -233,8 +225,7 @@ impl Settings {
 
     /// Checks values that parse but make no sense, and fills derived defaults.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
-        let issuer = Url::parse(&self.issuer)
-            .map_err(|e| invalid("issuer", format!("is not a URL: {e}")))?;
+        let issuer = Url::parse(&self.issuer).map_err(|e| invalid("issuer", format!("is not a URL: {e}")))?;
         // OpenID Connect Discovery §3 / RFC 8414 §2: https, no query, no fragment. Plain http is
         // allowed only for a loopback host, so a development setup works and a real one can't leak.
         if issuer.query().is_some() || issuer.fragment().is_some() {
@@ -246,10 +237,12 @@ impl Settings {
         match issuer.scheme() {
             "https" => {}
             "http" if crate::domain::is_loopback_host(&issuer) => {}
-            _ => return Err(invalid(
-                "issuer",
-                "must use https (plain http is allowed only for localhost and loopback addresses)",
-            )),
+            _ => {
+                return Err(invalid(
+                    "issuer",
+                    "must use https (plain http is allowed only for localhost and loopback addresses)",
+                ))
+            }
         }
         // The issuer is compared as a string by relying parties; keep it exactly as written but
         // without a trailing slash so `{issuer}/token` never has a double slash.
@@ -261,10 +254,7 @@ impl Settings {
             return Err(invalid("database_max_connections", "must be at least 1"));
         }
         let db = self.database_url.expose();
-        if !(db.starts_with("sqlite:")
-            || db.starts_with("postgres://")
-            || db.starts_with("postgresql://"))
-        {
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return Err(invalid(
                 "database_url",
                 "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)",
@@ -278,19 +268,13 @@ impl Settings {
             return Err(invalid("id_token_ttl", "must be between 1m and 24h"));
         }
         if !(1..=60).contains(&self.authorization_code_ttl.0.as_secs()) {
-            return Err(invalid(
-                "authorization_code_ttl",
-                "must be between 1s and 60s",
-            ));
+            return Err(invalid("authorization_code_ttl", "must be between 1s and 60s"));
         }
         if self.refresh_token_idle_ttl.0.as_secs() < 60 {
             return Err(invalid("refresh_token_idle_ttl", "must be at least 1m"));
         }
         if self.refresh_token_absolute_ttl.0 < self.refresh_token_idle_ttl.0 {
-            return Err(invalid(
-                "refresh_token_absolute_ttl",
-                "must be at least refresh_token_idle_ttl",
-            ));
+            return Err(invalid("refresh_token_absolute_ttl", "must be at least refresh_token_idle_ttl"));
         }
         if self.session_idle_ttl.0.as_secs() < 60 {
             return Err(invalid("session_idle_ttl", "must be at least 1m"));
@@ -316,10 +300,7 @@ impl Settings {
         }
         if let Some(dir) = &self.templates_dir {
             if !dir.is_dir() {
-                return Err(invalid(
-                    "templates_dir",
-                    format!("{} is not a directory", dir.display()),
-                ));
+                return Err(invalid("templates_dir", format!("{} is not a directory", dir.display())));
             }
         }
         if self.client_cache_ttl.0.as_secs() > 300 {
@@ -329,16 +310,10 @@ impl Settings {
             return Err(invalid("jwks_max_age", "must be at most 24h"));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            return Err(invalid(
-                "max_body_bytes",
-                "must be between 1024 and 16777216",
-            ));
+            return Err(invalid("max_body_bytes", "must be between 1024 and 16777216"));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            return Err(invalid(
-                "log_level",
-                "is not a valid filter such as `info` or `latchkey=debug`",
-            ));
+            return Err(invalid("log_level", "is not a valid filter such as `info` or `latchkey=debug`"));
         }
         Ok(self)
     }
@@ -377,17 +352,11 @@ mod tests {
 
     #[test]
     fn issuer_must_be_https_unless_loopback() {
-        let mut s = Settings {
-            issuer: "http://id.example.com".into(),
-            ..Settings::default()
-        };
+        let mut s = Settings { issuer: "http://id.example.com".into(), ..Settings::default() };
         let err = s.clone().validated().unwrap_err().to_string();
         assert!(err.contains("`issuer`"), "{err}");
         s.issuer = "https://id.example.com/".into();
-        assert_eq!(
-            s.clone().validated().unwrap().issuer,
-            "https://id.example.com"
-        );
+        assert_eq!(s.clone().validated().unwrap().issuer, "https://id.example.com");
         s.issuer = "http://127.0.0.1:9000".into();
         assert!(s.clone().validated().is_ok());
         s.issuer = "https://id.example.com/?x=1".into();
@@ -396,10 +365,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Settings {
-            master_key: Secret::new("supersecret"),
-            ..Settings::default()
-        };
+        let s = Settings { master_key: Secret::new("supersecret"), ..Settings::default() };
         assert!(!format!("{s:?}").contains("supersecret"));
     }
 }

@@ -16,11 +16,7 @@ use latchkey::store::{ClientStore, UserStore};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(
-    name = "latchkey",
-    version,
-    about = "An OAuth 2.0 / OpenID Connect provider"
-)]
+#[command(name = "latchkey", version, about = "An OAuth 2.0 / OpenID Connect provider")]
 struct Cli {
     /// TOML settings file (settings are documented in docs/configuration.md).
     #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
@@ -179,13 +175,9 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::List => {
             let all = store.list_clients().await?;
-            print_json(&serde_json::Value::Array(
-                all.iter().map(client_json).collect(),
-            ))
+            print_json(&serde_json::Value::Array(all.iter().map(client_json).collect()))
         }
-        ClientCommand::Show { client_id } => {
-            print_json(&client_json(&clients::show(&store, &client_id).await?))
-        }
+        ClientCommand::Show { client_id } => print_json(&client_json(&clients::show(&store, &client_id).await?)),
         ClientCommand::RotateSecret { client_id } => {
             let secret = clients::rotate_secret(&store, &client_id, now).await?;
             print_json(&json!({"client_id": client_id, "client_secret": secret}))
@@ -208,11 +200,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
 fn read_password() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
-    let password = line
-        .strip_suffix('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .unwrap_or(&line)
-        .to_string();
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line).to_string();
     if password.is_empty() {
         anyhow::bail!("no password on standard input");
     }
@@ -224,52 +212,27 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
     let hasher = PasswordHasher::new(&settings.password_settings())?;
     let now = unix_now();
     let result = match command {
-        UserCommand::Create {
-            email,
-            name,
-            roles,
-            password_stdin: _,
-        } => {
+        UserCommand::Create { email, name, roles, password_stdin: _ } => {
             let password = read_password()?;
-            let user = users::create(
-                &store,
-                &hasher,
-                NewUser {
-                    email,
-                    name,
-                    roles,
-                    password,
-                },
-                now,
-            )
-            .await?;
+            let user = users::create(&store, &hasher, NewUser { email, name, roles, password }, now).await?;
             print_json(&user_json(&user))
         }
         UserCommand::List => {
             let all = store.list_users().await?;
-            print_json(&serde_json::Value::Array(
-                all.iter().map(user_json).collect(),
-            ))
+            print_json(&serde_json::Value::Array(all.iter().map(user_json).collect()))
         }
         UserCommand::Show { user } => print_json(&user_json(&users::show(&store, &user).await?)),
-        UserCommand::SetPassword {
-            user,
-            password_stdin: _,
-        } => {
+        UserCommand::SetPassword { user, password_stdin: _ } => {
             let password = read_password()?;
-            print_json(&user_json(
-                &users::set_password(&store, &hasher, &user, &password, now).await?,
-            ))
+            print_json(&user_json(&users::set_password(&store, &hasher, &user, &password, now).await?))
         }
-        UserCommand::Disable { user } => {
-            print_json(&user_json(&users::disable(&store, &user, now).await?))
+        UserCommand::Disable { user } => print_json(&user_json(&users::disable(&store, &user, now).await?)),
+        UserCommand::AddRole { user, role } => {
+            print_json(&user_json(&users::change_roles(&store, &user, Some(&role), None, now).await?))
         }
-        UserCommand::AddRole { user, role } => print_json(&user_json(
-            &users::change_roles(&store, &user, Some(&role), None, now).await?,
-        )),
-        UserCommand::RemoveRole { user, role } => print_json(&user_json(
-            &users::change_roles(&store, &user, None, Some(&role), now).await?,
-        )),
+        UserCommand::RemoveRole { user, role } => {
+            print_json(&user_json(&users::change_roles(&store, &user, None, Some(&role), now).await?))
+        }
     };
     store.close().await;
     result
@@ -302,10 +265,7 @@ fn main() -> ExitCode {
         }
     };
     latchkey::telemetry::init(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -9,6 +9,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::authn::PasswordHasher;
 use crate::config::Settings;
 use crate::keys::{ensure_initial_keys, install_cached_signer, MasterKey};
 use crate::state::{unix_now, AppState};
@@ -23,10 +24,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     )
     .await
     .context("cannot open the database (setting `database_url`)")?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
+    store.migrate().await.context("cannot migrate the database")?;
     Ok(store)
 }
 
@@ -62,25 +60,20 @@ impl Application {
 
     /// Builds the app on a listener the caller bound (tests bind port 0 first, so the issuer
     /// can name the real port).
-    pub async fn build_on(
-        settings: Settings,
-        listener: std::net::TcpListener,
-    ) -> anyhow::Result<Self> {
+    pub async fn build_on(settings: Settings, listener: std::net::TcpListener) -> anyhow::Result<Self> {
         install_cached_signer();
         let store = open_store(&settings).await?;
         let master_key = load_master_key(&settings)?;
-        let keys = ensure_initial_keys(&store, &master_key, unix_now())
-            .await
-            .context("cannot load the signing keys")?;
+        let keys =
+            ensure_initial_keys(&store, &master_key, unix_now()).await.context("cannot load the signing keys")?;
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
-        let state = AppState::new(settings, store, master_key, keys);
+        let password_settings = settings.password_settings();
+        // Building the hasher computes the dummy hash once: off the runtime.
+        let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(&password_settings)).await??;
+        let state = AppState::new(settings, store, master_key, keys, passwords);
         let router = crate::http::router::build(state.clone());
-        Ok(Self {
-            listener,
-            router,
-            state,
-        })
+        Ok(Self { listener, router, state })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -93,10 +86,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves; then readiness turns false, the listener closes, and
     /// in-flight requests get `shutdown_grace` to finish before the future returns anyway.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let grace = state.settings().shutdown_grace.0;
         let draining = Arc::new(Notify::new());

@@ -6,9 +6,13 @@ use std::sync::{Arc, RwLock};
 use axum::http::HeaderValue;
 use bytes::Bytes;
 
+use crate::authn::PasswordHasher;
 use crate::config::Settings;
+use crate::domain::SigningAlg;
 use crate::keys::{KeyRing, MasterKey};
 use crate::oauth::access_token::AccessTokenSettings;
+use crate::oauth::token::TokenSettings;
+use crate::oidc::id_token::IdTokenSettings;
 use crate::store::{ClientCache, Store};
 
 #[derive(Clone)]
@@ -21,7 +25,8 @@ struct Inner {
     keys: RwLock<Arc<KeyRing>>,
     #[allow(dead_code)] // kept for key rotation, which seals new keys at run time
     master_key: MasterKey,
-    access_tokens: AccessTokenSettings,
+    tokens: TokenSettings,
+    passwords: PasswordHasher,
     discovery: Bytes,
     public_cache_control: HeaderValue,
     shutting_down: AtomicBool,
@@ -36,19 +41,32 @@ pub fn unix_now() -> i64 {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: Store, master_key: MasterKey, keys: KeyRing) -> Self {
-        let access_tokens = AccessTokenSettings {
-            issuer: settings.issuer.clone(),
-            default_audience: settings.default_audience.clone(),
-            ttl_secs: settings.access_token_ttl.as_secs(),
-            alg: settings.access_token_alg,
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        master_key: MasterKey,
+        keys: KeyRing,
+        passwords: PasswordHasher,
+    ) -> Self {
+        let tokens = TokenSettings {
+            access: AccessTokenSettings {
+                issuer: settings.issuer.clone(),
+                default_audience: settings.default_audience.clone(),
+                ttl_secs: settings.access_token_ttl.as_secs(),
+                alg: settings.access_token_alg,
+            },
+            id: IdTokenSettings {
+                issuer: settings.issuer.clone(),
+                ttl_secs: settings.id_token_ttl.as_secs(),
+                alg: SigningAlg::Rs256,
+            },
+            refresh_idle_secs: settings.refresh_token_idle_ttl.as_secs(),
+            refresh_absolute_secs: settings.refresh_token_absolute_ttl.as_secs(),
         };
         let discovery = Bytes::from(crate::oidc::discovery::metadata(&settings.issuer).to_string());
-        let public_cache_control = HeaderValue::from_str(&format!(
-            "public, max-age={}",
-            settings.jwks_max_age.as_secs()
-        ))
-        .unwrap_or(HeaderValue::from_static("no-cache"));
+        let public_cache_control =
+            HeaderValue::from_str(&format!("public, max-age={}", settings.jwks_max_age.as_secs()))
+                .unwrap_or(HeaderValue::from_static("no-cache"));
         let clients = ClientCache::new(store.clone(), settings.client_cache_ttl.0);
         Self(Arc::new(Inner {
             settings,
@@ -56,7 +74,8 @@ impl AppState {
             clients,
             keys: RwLock::new(Arc::new(keys)),
             master_key,
-            access_tokens,
+            tokens,
+            passwords,
             discovery,
             public_cache_control,
             shutting_down: AtomicBool::new(false),
@@ -79,8 +98,11 @@ impl AppState {
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
-    pub fn access_token_settings(&self) -> &AccessTokenSettings {
-        &self.0.access_tokens
+    pub fn token_settings(&self) -> &TokenSettings {
+        &self.0.tokens
+    }
+    pub fn passwords(&self) -> &PasswordHasher {
+        &self.0.passwords
     }
     /// The discovery document, serialised once at start.
     pub fn discovery_json(&self) -> Bytes {

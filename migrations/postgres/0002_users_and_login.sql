@@ -42,18 +42,21 @@ CREATE TABLE grants (
     auth_time   BIGINT NOT NULL,
     amr         TEXT NOT NULL,                     -- JSON array
     nonce       TEXT NULL,
+    sid         TEXT NULL,                         -- the browser session it was granted in
     created_at  BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL,                   -- absolute lifetime of the refresh family
     revoked_at  BIGINT NULL
 );
 CREATE INDEX grants_user ON grants (user_sub);
 CREATE INDEX grants_client ON grants (client_id);
+CREATE INDEX grants_sid ON grants (sid);
 
 CREATE TABLE authorization_codes (
     code_hash      BYTEA PRIMARY KEY,              -- SHA-256 of the code
     grant_id       TEXT NOT NULL,
     client_id      TEXT NOT NULL,
     redirect_uri   TEXT NOT NULL,
+    redirect_uri_sent BIGINT NOT NULL,             -- 1 when the request named it (RFC 6749 §4.1.3)
     code_challenge TEXT NOT NULL,                  -- PKCE S256 (RFC 7636 §4.2)
     created_at     BIGINT NOT NULL,
     expires_at     BIGINT NOT NULL,

@@ -83,16 +83,10 @@ pub async fn show<S: ClientStore>(store: &S, id: &str) -> Result<Client, AdminEr
 
 /// Replaces a confidential client's secret; the old one stops working at once in the database
 /// and within `client_cache_ttl` on every replica.
-pub async fn rotate_secret<S: ClientStore>(
-    store: &S,
-    id: &str,
-    now: i64,
-) -> Result<String, AdminError> {
+pub async fn rotate_secret<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<String, AdminError> {
     let client = show(store, id).await?;
     if client.kind == ClientKind::Public {
-        return Err(AdminError::Invalid(format!(
-            "client `{id}` is public and has no secret"
-        )));
+        return Err(AdminError::Invalid(format!("client `{id}` is public and has no secret")));
     }
     let secret = new_secret();
     if !store.set_client_secret(id, &sha256(&secret), now).await? {

@@ -40,18 +40,8 @@ pub async fn create<S: UserStore>(
     now: i64,
 ) -> Result<User, AdminError> {
     let email = normalize_email(&new.email).map_err(invalid)?;
-    let name = new
-        .name
-        .as_deref()
-        .map(validate_name)
-        .transpose()
-        .map_err(invalid)?;
-    let mut roles = new
-        .roles
-        .iter()
-        .map(|r| validate_role(r))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(invalid)?;
+    let name = new.name.as_deref().map(validate_name).transpose().map_err(invalid)?;
+    let mut roles = new.roles.iter().map(|r| validate_role(r)).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
     roles.sort();
     roles.dedup();
     let password_hash = hasher.hash(&new.password).await.map_err(invalid)?;
@@ -66,9 +56,7 @@ pub async fn create<S: UserStore>(
         disabled_at: None,
     };
     store.insert_user(&user).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            AdminError::Invalid(format!("a user with email {} exists already", user.email))
-        }
+        StoreError::Conflict(_) => AdminError::Invalid(format!("a user with email {} exists already", user.email)),
         other => AdminError::Store(other),
     })?;
     Ok(user)
@@ -103,11 +91,7 @@ pub async fn set_password<S: UserStore>(
     show(store, &user.sub).await
 }
 
-pub async fn disable<S: UserStore>(
-    store: &S,
-    sub_or_email: &str,
-    now: i64,
-) -> Result<User, AdminError> {
+pub async fn disable<S: UserStore>(store: &S, sub_or_email: &str, now: i64) -> Result<User, AdminError> {
     let user = show(store, sub_or_email).await?;
     store.disable_user(&user.sub, now).await?;
     show(store, &user.sub).await

@@ -50,9 +50,7 @@ pub struct PasswordHasher {
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordHasher")
-            .field("params", &self.params)
-            .finish()
+        f.debug_struct("PasswordHasher").field("params", &self.params).finish()
     }
 }
 
@@ -70,13 +68,8 @@ fn hash_with(params: &Params, password: &[u8]) -> Result<String, PasswordError> 
 
 impl PasswordHasher {
     pub fn new(settings: &PasswordSettings) -> Result<Self, PasswordError> {
-        let params = Params::new(
-            settings.memory_kib,
-            settings.iterations,
-            settings.parallelism,
-            None,
-        )
-        .map_err(|e| PasswordError::Hashing(format!("argon2 parameters: {e}")))?;
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
+            .map_err(|e| PasswordError::Hashing(format!("argon2 parameters: {e}")))?;
         let dummy = crate::secret::random_token(24);
         let dummy_hash = hash_with(&params, dummy.as_bytes())?;
         Ok(Self {
@@ -109,16 +102,9 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored`; with `None` (no such user) it checks against the
     /// dummy hash and answers invalid, taking the same time.
-    pub async fn verify(
-        &self,
-        password: &str,
-        stored: Option<&str>,
-    ) -> Result<Verification, PasswordError> {
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verification, PasswordError> {
         if password.len() > MAX_PASSWORD_BYTES {
-            return Ok(Verification {
-                valid: false,
-                needs_rehash: false,
-            });
+            return Ok(Verification { valid: false, needs_rehash: false });
         }
         let exists = stored.is_some();
         let stored = stored.unwrap_or(&self.dummy_hash).to_string();
@@ -126,36 +112,18 @@ impl PasswordHasher {
         let password = zeroize::Zeroizing::new(password.as_bytes().to_vec());
         self.blocking(move || {
             let Ok(parsed) = PasswordHash::new(&stored) else {
-                return Verification {
-                    valid: false,
-                    needs_rehash: false,
-                };
+                return Verification { valid: false, needs_rehash: false };
             };
             let valid = argon2(&params).verify_password(&password, &parsed).is_ok() && exists;
-            let needs_rehash = valid
-                && Params::try_from(&parsed)
-                    .map(|p| p != params)
-                    .unwrap_or(true);
-            Verification {
-                valid,
-                needs_rehash,
-            }
+            let needs_rehash = valid && Params::try_from(&parsed).map(|p| p != params).unwrap_or(true);
+            Verification { valid, needs_rehash }
         })
         .await
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| PasswordError::Hashing(e.to_string()))
+    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let _permit = self.permits.acquire().await.map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| PasswordError::Hashing(e.to_string()))
     }
 }
 
@@ -181,12 +149,7 @@ mod tests {
         let stored = h.hash(&long).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
         assert!(h.verify(&long, Some(&stored)).await.unwrap().valid);
-        assert!(
-            !h.verify(&long[..long.len() - 1], Some(&stored))
-                .await
-                .unwrap()
-                .valid
-        );
+        assert!(!h.verify(&long[..long.len() - 1], Some(&stored)).await.unwrap().valid);
     }
 
     #[tokio::test]
@@ -198,14 +161,8 @@ mod tests {
     #[tokio::test]
     async fn policy_and_rehash() {
         let h = cheap();
-        assert!(matches!(
-            h.hash("short").await,
-            Err(PasswordError::TooShort(8))
-        ));
-        assert!(matches!(
-            h.hash(&"x".repeat(1025)).await,
-            Err(PasswordError::TooLong)
-        ));
+        assert!(matches!(h.hash("short").await, Err(PasswordError::TooShort(8))));
+        assert!(matches!(h.hash(&"x".repeat(1025)).await, Err(PasswordError::TooLong)));
         let stronger = PasswordHasher::new(&PasswordSettings {
             memory_kib: 2048,
             iterations: 1,
@@ -216,12 +173,6 @@ mod tests {
         .unwrap();
         let old = h.hash("correct horse").await.unwrap();
         let v = stronger.verify("correct horse", Some(&old)).await.unwrap();
-        assert_eq!(
-            v,
-            Verification {
-                valid: true,
-                needs_rehash: true
-            }
-        );
+        assert_eq!(v, Verification { valid: true, needs_rehash: true });
     }
 }

@@ -29,11 +29,8 @@ pub enum GrantType {
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [
-        GrantType::AuthorizationCode,
-        GrantType::RefreshToken,
-        GrantType::ClientCredentials,
-    ];
+    pub const ALL: [GrantType; 3] =
+        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,9 +51,7 @@ impl FromStr for GrantType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         GrantType::ALL.into_iter().find(|g| g.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown grant type `{s}` (known: authorization_code, refresh_token, client_credentials)"
-            )
+            format!("unknown grant type `{s}` (known: authorization_code, refresh_token, client_credentials)")
         })
     }
 }
@@ -121,6 +116,8 @@ pub struct ValidatedClient {
 }
 
 const MAX_NAME: usize = 200;
+/// Scopes an app registered without `--scope` may request.
+pub const DEFAULT_APP_SCOPES: &str = "openid profile email offline_access roles";
 const MAX_ROLE: usize = 64;
 const MAX_AUDIENCE: usize = 512;
 
@@ -132,15 +129,10 @@ impl NewClient {
     /// Every rule a registration must pass; the error says which and why.
     pub fn validate(self) -> Result<ValidatedClient, String> {
         let name = self.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
-        {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
             return Err(format!("name must be 1 to {MAX_NAME} printable characters"));
         }
-        let kind = if self.public {
-            ClientKind::Public
-        } else {
-            ClientKind::Confidential
-        };
+        let kind = if self.public { ClientKind::Public } else { ClientKind::Confidential };
         let parse_uris = |raw: &[String]| -> Result<Vec<RedirectUri>, String> {
             let mut out: Vec<RedirectUri> = Vec::new();
             for uri in raw {
@@ -174,9 +166,7 @@ impl NewClient {
         if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
             return Err("the authorization_code grant needs at least one --redirect-uri".into());
         }
-        if grant_types.contains(&GrantType::RefreshToken)
-            && !grant_types.contains(&GrantType::AuthorizationCode)
-        {
+        if grant_types.contains(&GrantType::RefreshToken) && !grant_types.contains(&GrantType::AuthorizationCode) {
             return Err("the refresh_token grant only comes with authorization_code".into());
         }
         // RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
@@ -184,20 +174,18 @@ impl NewClient {
             return Err("a public client cannot use client_credentials (RFC 6749 §4.4)".into());
         }
 
-        let scopes = ScopeSet::from_tokens(
-            self.scopes
-                .iter()
-                .flat_map(|s| s.split(' '))
-                .filter(|s| !s.is_empty()),
-        )
-        .map_err(|e| e.to_string())?;
+        let mut scopes = ScopeSet::from_tokens(self.scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
+            .map_err(|e| e.to_string())?;
+
+        // An app that signs users in and names no scopes gets the standard OpenID Connect ones.
+        if scopes.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
+            scopes = ScopeSet::parse(DEFAULT_APP_SCOPES).map_err(|e| e.to_string())?;
+        }
 
         let mut roles: Vec<String> = Vec::new();
         for role in self.roles {
             if !plain_token(&role, MAX_ROLE) {
-                return Err(format!(
-                    "role `{role}` must be 1 to {MAX_ROLE} visible ASCII characters without spaces"
-                ));
+                return Err(format!("role `{role}` must be 1 to {MAX_ROLE} visible ASCII characters without spaces"));
             }
             if !roles.contains(&role) {
                 roles.push(role);
@@ -207,9 +195,7 @@ impl NewClient {
 
         let audience = match self.audience {
             Some(a) if !plain_token(&a, MAX_AUDIENCE) => {
-                return Err(format!(
-                    "audience must be 1 to {MAX_AUDIENCE} visible ASCII characters without spaces"
-                ))
+                return Err(format!("audience must be 1 to {MAX_AUDIENCE} visible ASCII characters without spaces"))
             }
             other => other,
         };
@@ -233,10 +219,7 @@ mod tests {
     use super::*;
 
     fn base() -> NewClient {
-        NewClient {
-            name: "svc".into(),
-            ..NewClient::default()
-        }
+        NewClient { name: "svc".into(), ..NewClient::default() }
     }
 
     #[test]
@@ -247,61 +230,24 @@ mod tests {
 
     #[test]
     fn app_defaults_to_code_and_refresh() {
-        let c = NewClient {
-            redirect_uris: vec!["https://a.example/cb".into()],
-            ..base()
-        }
-        .validate()
-        .unwrap();
-        assert_eq!(
-            c.grant_types,
-            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
-        );
+        let c = NewClient { redirect_uris: vec!["https://a.example/cb".into()], ..base() }.validate().unwrap();
+        assert_eq!(c.grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
     }
 
     #[test]
     fn public_client_cannot_use_client_credentials() {
-        let err = NewClient {
-            public: true,
-            grant_types: vec!["client_credentials".into()],
-            ..base()
-        }
-        .validate()
-        .unwrap_err();
+        let err = NewClient { public: true, grant_types: vec!["client_credentials".into()], ..base() }
+            .validate()
+            .unwrap_err();
         assert!(err.contains("public client"), "{err}");
     }
 
     #[test]
     fn refuses_bad_fields() {
-        assert!(NewClient {
-            name: " ".into(),
-            ..base()
-        }
-        .validate()
-        .is_err());
-        assert!(NewClient {
-            roles: vec!["a b".into()],
-            ..base()
-        }
-        .validate()
-        .is_err());
-        assert!(NewClient {
-            grant_types: vec!["password".into()],
-            ..base()
-        }
-        .validate()
-        .is_err());
-        assert!(NewClient {
-            grant_types: vec!["authorization_code".into()],
-            ..base()
-        }
-        .validate()
-        .is_err());
-        assert!(NewClient {
-            scopes: vec!["a\"b".into()],
-            ..base()
-        }
-        .validate()
-        .is_err());
+        assert!(NewClient { name: " ".into(), ..base() }.validate().is_err());
+        assert!(NewClient { roles: vec!["a b".into()], ..base() }.validate().is_err());
+        assert!(NewClient { grant_types: vec!["password".into()], ..base() }.validate().is_err());
+        assert!(NewClient { grant_types: vec!["authorization_code".into()], ..base() }.validate().is_err());
+        assert!(NewClient { scopes: vec!["a\"b".into()], ..base() }.validate().is_err());
     }
 }

@@ -14,3 +14,5 @@ mod key;
 pub use key::{KeyRecord, KeyStatus};
 mod user;
 pub use user::{normalize_email, validate_name, validate_role, User};
+mod grant;
+pub use grant::{CodeRecord, CodeRedemption, Grant, RefreshRotation};

@@ -16,13 +16,9 @@ pub enum RedirectUriError {
     Fragment(String),
     #[error("redirect URI `{0}` has a wildcard; redirect URIs are matched exactly")]
     Wildcard(String),
-    #[error(
-        "redirect URI `{0}` must use https (plain http only for 127.0.0.1, [::1] or localhost)"
-    )]
+    #[error("redirect URI `{0}` must use https (plain http only for 127.0.0.1, [::1] or localhost)")]
     InsecureScheme(String),
-    #[error(
-        "redirect URI `{0}` uses a scheme that can run code or carry data (javascript:, data:, …)"
-    )]
+    #[error("redirect URI `{0}` uses a scheme that can run code or carry data (javascript:, data:, …)")]
     DangerousScheme(String),
     #[error("redirect URI `{0}` carries user information (user@host), which is refused")]
     UserInfo(String),
@@ -109,13 +105,9 @@ impl RedirectUri {
                 Some(port) => format!("http://{host}:{port}"),
                 None => format!("http://{host}"),
             };
-            raw.strip_prefix(&prefix)
-                .map(|rest| format!("http://{host}{rest}"))
+            raw.strip_prefix(&prefix).map(|rest| format!("http://{host}{rest}"))
         };
-        match (
-            strip_port(&self.0, &registered),
-            strip_port(presented, &candidate),
-        ) {
+        match (strip_port(&self.0, &registered), strip_port(presented, &candidate)) {
             (Some(a), Some(b)) => a == b,
             _ => false,
         }
@@ -166,21 +158,13 @@ mod tests {
         let cases: [(&str, Check); 9] = [
             ("javascript:alert(1)", |e| matches!(e, DangerousScheme(_))),
             ("data:text/html,hi", |e| matches!(e, DangerousScheme(_))),
-            ("https://app.example.com/cb#frag", |e| {
-                matches!(e, Fragment(_))
-            }),
+            ("https://app.example.com/cb#frag", |e| matches!(e, Fragment(_))),
             ("https://*.example.com/cb", |e| matches!(e, Wildcard(_))),
-            ("http://app.example.com/cb", |e| {
-                matches!(e, InsecureScheme(_))
-            }),
+            ("http://app.example.com/cb", |e| matches!(e, InsecureScheme(_))),
             ("/relative/cb", |e| matches!(e, NotAbsolute(_))),
-            ("https://user@app.example.com/cb", |e| {
-                matches!(e, UserInfo(_))
-            }),
+            ("https://user@app.example.com/cb", |e| matches!(e, UserInfo(_))),
             ("myapp:/cb", |e| matches!(e, InsecureScheme(_))),
-            ("https://app.example.com/c b", |e| {
-                matches!(e, NotAbsolute(_))
-            }),
+            ("https://app.example.com/c b", |e| matches!(e, NotAbsolute(_))),
         ];
         for (raw, check) in cases {
             let err = RedirectUri::parse(raw).unwrap_err();

@@ -20,10 +20,7 @@ const MAX_TOKENS: usize = 64;
 const MAX_TOKEN_LEN: usize = 128;
 
 fn valid_token(token: &str) -> bool {
-    !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 impl ScopeSet {
@@ -102,22 +99,10 @@ mod tests {
 
     #[test]
     fn refuses_characters_outside_nqchar() {
-        assert!(matches!(
-            ScopeSet::parse("a\"b"),
-            Err(ScopeError::BadToken(_))
-        ));
-        assert!(matches!(
-            ScopeSet::parse("a\\b"),
-            Err(ScopeError::BadToken(_))
-        ));
-        assert!(matches!(
-            ScopeSet::parse("caf\u{e9}"),
-            Err(ScopeError::BadToken(_))
-        ));
-        assert!(matches!(
-            ScopeSet::parse("a\tb"),
-            Err(ScopeError::BadToken(_))
-        ));
+        assert!(matches!(ScopeSet::parse("a\"b"), Err(ScopeError::BadToken(_))));
+        assert!(matches!(ScopeSet::parse("a\\b"), Err(ScopeError::BadToken(_))));
+        assert!(matches!(ScopeSet::parse("caf\u{e9}"), Err(ScopeError::BadToken(_))));
+        assert!(matches!(ScopeSet::parse("a\tb"), Err(ScopeError::BadToken(_))));
     }
 
     #[test]

@@ -36,9 +36,7 @@ impl FromStr for SigningAlg {
         match s {
             "RS256" | "rs256" => Ok(SigningAlg::Rs256),
             "ES256" | "es256" => Ok(SigningAlg::Es256),
-            other => Err(format!(
-                "unsupported signing algorithm `{other}` (use RS256 or ES256)"
-            )),
+            other => Err(format!("unsupported signing algorithm `{other}` (use RS256 or ES256)")),
         }
     }
 }

@@ -29,19 +29,13 @@ pub fn normalize_email(raw: &str) -> Result<String, String> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= MAX_EMAIL
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(email)
     } else {
-        Err(format!(
-            "`{}` is not an email address",
-            raw.chars().take(80).collect::<String>()
-        ))
+        Err(format!("`{}` is not an email address", raw.chars().take(80).collect::<String>()))
     }
 }
 
@@ -55,9 +49,7 @@ pub fn validate_name(raw: &str) -> Result<String, String> {
 
 pub fn validate_role(raw: &str) -> Result<String, String> {
     if raw.is_empty() || raw.len() > MAX_ROLE || !raw.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(format!(
-            "role `{raw}` must be 1 to {MAX_ROLE} visible ASCII characters without spaces"
-        ));
+        return Err(format!("role `{raw}` must be 1 to {MAX_ROLE} visible ASCII characters without spaces"));
     }
     Ok(raw.to_string())
 }
@@ -68,17 +60,8 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(
-            normalize_email(" Ann@Example.COM ").unwrap(),
-            "ann@example.com"
-        );
-        for bad in [
-            "ann",
-            "@example.com",
-            "ann@localhost",
-            "a nn@example.com",
-            "ann@.com",
-        ] {
+        assert_eq!(normalize_email(" Ann@Example.COM ").unwrap(), "ann@example.com");
+        for bad in ["ann", "@example.com", "ann@localhost", "a nn@example.com", "ann@.com"] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
     }

@@ -18,23 +18,14 @@ pub async fn healthz() -> impl IntoResponse {
 /// shutting down. 503 otherwise, so a load balancer routes around it.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.is_shutting_down() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "shutting_down"})),
-        );
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"})));
     }
     match tokio::time::timeout(Duration::from_secs(2), state.store().ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "database_unavailable"})),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database_unavailable"})))
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "database_timeout"})),
-        ),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database_timeout"}))),
     }
 }

@@ -9,10 +9,7 @@ use crate::state::AppState;
 /// at least that long before they sign.
 pub async fn jwks(State(state): State<AppState>) -> Response {
     (
-        [
-            (header::CONTENT_TYPE, super::json_content_type()),
-            (header::CACHE_CONTROL, state.public_cache_control()),
-        ],
+        [(header::CONTENT_TYPE, super::json_content_type()), (header::CACHE_CONTROL, state.public_cache_control())],
         state.keys().jwks_json(),
     )
         .into_response()

@@ -17,8 +17,5 @@ fn json_content_type() -> HeaderValue {
 
 /// Unknown paths get a JSON 404 rather than an empty body.
 pub async fn not_found() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": "not_found", "error_description": "no such endpoint"})),
-    )
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not_found", "error_description": "no such endpoint"})))
 }

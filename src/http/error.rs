@@ -18,10 +18,8 @@ pub fn no_store(mut response: Response) -> Response {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body =
-            Json(json!({"error": self.code.as_str(), "error_description": self.description}));
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = Json(json!({"error": self.code.as_str(), "error_description": self.description}));
         let mut response = (status, body).into_response();
         let challenge = match self.challenge {
             Challenge::None => None,
@@ -33,14 +31,10 @@ impl IntoResponse for OAuthError {
             )),
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         if self.code == crate::oauth::ErrorCode::TemporarilyUnavailable {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         no_store(response)
     }

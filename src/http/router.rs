@@ -21,10 +21,7 @@ pub fn build(state: AppState) -> Router {
     let max_body = state.settings().max_body_bytes;
     let mut router = Router::new()
         .route(paths::DISCOVERY, get(endpoints::discovery::metadata))
-        .route(
-            paths::AUTHORIZATION_SERVER_METADATA,
-            get(endpoints::discovery::metadata),
-        )
+        .route(paths::AUTHORIZATION_SERVER_METADATA, get(endpoints::discovery::metadata))
         .route(paths::JWKS, get(endpoints::jwks::jwks))
         .route(paths::TOKEN, post(endpoints::token::token))
         .route(paths::HEALTHZ, get(endpoints::health::healthz))
@@ -32,10 +29,7 @@ pub fn build(state: AppState) -> Router {
         .fallback(endpoints::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     for layer in security_headers(https) {
         router = router.layer(layer);
     }

@@ -43,8 +43,7 @@ fn thumbprint(canonical: &str) -> String {
 pub fn generate_key(alg: SigningAlg) -> Result<GeneratedKey, KeyGenError> {
     match alg {
         SigningAlg::Rs256 => {
-            let key = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS)
-                .map_err(|e| KeyGenError(e.to_string()))?;
+            let key = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(|e| KeyGenError(e.to_string()))?;
             let der = key.to_pkcs1_der().map_err(|e| KeyGenError(e.to_string()))?;
             let n = b64(&key.n().to_bytes_be());
             let e = b64(&key.e().to_bytes_be());
@@ -59,19 +58,13 @@ pub fn generate_key(alg: SigningAlg) -> Result<GeneratedKey, KeyGenError> {
         }
         SigningAlg::Es256 => {
             let secret = p256::SecretKey::random(&mut OsRng);
-            let der = secret
-                .to_pkcs8_der()
-                .map_err(|e| KeyGenError(e.to_string()))?;
+            let der = secret.to_pkcs8_der().map_err(|e| KeyGenError(e.to_string()))?;
             let point = secret.public_key().to_encoded_point(false);
             let (Some(x), Some(y)) = (point.x(), point.y()) else {
-                return Err(KeyGenError(
-                    "P-256 public key has no affine coordinates".into(),
-                ));
+                return Err(KeyGenError("P-256 public key has no affine coordinates".into()));
             };
             let (x, y) = (b64(x), b64(y));
-            let kid = thumbprint(&format!(
-                r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
-            ));
+            let kid = thumbprint(&format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#));
             Ok(GeneratedKey {
                 alg,
                 public_jwk: json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256", "x": x, "y": y}),

@@ -23,10 +23,7 @@ pub enum MasterKeyError {
     #[error("setting `master_key`: must be 32 bytes written as base64url (43 characters) or hex (64 characters)")]
     BadEncoding,
     #[error("master key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("master key file {0}: must hold 32 bytes as base64url (43 characters) or hex (64 characters)")]
     BadFile(String),
 }
@@ -34,9 +31,7 @@ pub enum MasterKeyError {
 fn decode(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
     let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()?
+        (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()?
     } else {
         URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()?
     };
@@ -50,18 +45,13 @@ impl MasterKey {
 
     /// Parses the `master_key` setting.
     pub fn from_setting(text: &str) -> Result<Self, MasterKeyError> {
-        decode(text)
-            .map(Self::from_bytes)
-            .ok_or(MasterKeyError::BadEncoding)
+        decode(text).map(Self::from_bytes).ok_or(MasterKeyError::BadEncoding)
     }
 
     /// Reads the key file, creating it (mode 0600, parent directory 0700) with a fresh random
     /// key when it does not exist yet. Returns the key and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), MasterKeyError> {
-        let io = |source| MasterKeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| MasterKeyError::Io { path: path.display().to_string(), source };
         match fs::read_to_string(path) {
             Ok(text) => {
                 if let Ok(meta) = fs::metadata(path) {
@@ -69,33 +59,22 @@ impl MasterKey {
                         tracing::warn!(path = %path.display(), "master key file is readable by group or others; chmod 600 it");
                     }
                 }
-                let key = decode(&text)
-                    .ok_or_else(|| MasterKeyError::BadFile(path.display().to_string()))?;
+                let key = decode(&text).ok_or_else(|| MasterKeyError::BadFile(path.display().to_string()))?;
                 Ok((Self::from_bytes(key), false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     if !parent.exists() {
-                        fs::DirBuilder::new()
-                            .recursive(true)
-                            .mode(0o700)
-                            .create(parent)
-                            .map_err(io)?;
+                        fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io)?;
                     }
                 }
                 let mut bytes = Zeroizing::new([0u8; 32]);
                 OsRng.fill_bytes(bytes.as_mut());
                 let text = Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref()));
                 // create_new: if another process created it first, fail rather than overwrite.
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io)?;
-                file.write_all(text.as_bytes())
-                    .and_then(|_| file.write_all(b"\n"))
-                    .map_err(io)?;
+                let mut file =
+                    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+                file.write_all(text.as_bytes()).and_then(|_| file.write_all(b"\n")).map_err(io)?;
                 file.sync_all().map_err(io)?;
                 Ok((Self::from_bytes(*bytes), true))
             }

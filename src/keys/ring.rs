@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 
 use super::generate::{generate_key, KeyGenError};
@@ -36,17 +36,23 @@ struct SigningKey {
 /// What one replica holds in memory. Immutable; a reload builds a new one.
 pub struct KeyRing {
     signing: HashMap<SigningAlg, SigningKey>,
+    /// Every published key (next, active, retired), for verifying our own tokens.
+    verifying: HashMap<String, (SigningAlg, DecodingKey)>,
     jwks: Bytes,
+}
+
+fn decoding_key(record: &KeyRecord) -> Option<DecodingKey> {
+    let jwk = &record.public_jwk;
+    let field = |name: &str| jwk.get(name).and_then(|v| v.as_str());
+    match record.alg {
+        SigningAlg::Rs256 => DecodingKey::from_rsa_components(field("n")?, field("e")?).ok(),
+        SigningAlg::Es256 => DecodingKey::from_ec_components(field("x")?, field("y")?).ok(),
+    }
 }
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing")
-            .field(
-                "kids",
-                &self.signing.values().map(|k| &k.kid).collect::<Vec<_>>(),
-            )
-            .finish()
+        f.debug_struct("KeyRing").field("kids", &self.signing.values().map(|k| &k.kid).collect::<Vec<_>>()).finish()
     }
 }
 
@@ -60,50 +66,27 @@ fn jwt_alg(alg: SigningAlg) -> Algorithm {
 impl KeyRing {
     /// Builds the ring from stored keys: every stored key is published; per algorithm, the
     /// newest active key whose activation time has come signs.
-    pub fn from_records(
-        records: &[KeyRecord],
-        master: &MasterKey,
-        now: i64,
-    ) -> Result<Self, KeyRingError> {
+    pub fn from_records(records: &[KeyRecord], master: &MasterKey, now: i64) -> Result<Self, KeyRingError> {
         let mut signing: HashMap<SigningAlg, (i64, SigningKey)> = HashMap::new();
-        for record in records
-            .iter()
-            .filter(|r| r.status == KeyStatus::Active && r.activates_at <= now)
-        {
-            if signing
-                .get(&record.alg)
-                .is_some_and(|(at, _)| *at >= record.activates_at)
-            {
+        for record in records.iter().filter(|r| r.status == KeyStatus::Active && r.activates_at <= now) {
+            if signing.get(&record.alg).is_some_and(|(at, _)| *at >= record.activates_at) {
                 continue;
             }
-            let der = open(master, &record.sealed_private_key, record.kid.as_bytes()).map_err(
-                |source| KeyRingError::Seal {
-                    kid: record.kid.clone(),
-                    source,
-                },
-            )?;
+            let der = open(master, &record.sealed_private_key, record.kid.as_bytes())
+                .map_err(|source| KeyRingError::Seal { kid: record.kid.clone(), source })?;
             let encoding = match record.alg {
                 SigningAlg::Rs256 => EncodingKey::from_rsa_der(&der),
                 SigningAlg::Es256 => EncodingKey::from_ec_der(&der),
             };
-            signing.insert(
-                record.alg,
-                (
-                    record.activates_at,
-                    SigningKey {
-                        kid: record.kid.clone(),
-                        encoding,
-                    },
-                ),
-            );
+            signing.insert(record.alg, (record.activates_at, SigningKey { kid: record.kid.clone(), encoding }));
         }
+        let verifying =
+            records.iter().filter_map(|r| decoding_key(r).map(|key| (r.kid.clone(), (r.alg, key)))).collect();
         let keys: Vec<&serde_json::Value> = records.iter().map(|r| &r.public_jwk).collect();
         let jwks = serde_json::json!({ "keys": keys }).to_string();
         Ok(Self {
-            signing: signing
-                .into_iter()
-                .map(|(alg, (_, key))| (alg, key))
-                .collect(),
+            signing: signing.into_iter().map(|(alg, (_, key))| (alg, key)).collect(),
+            verifying,
             jwks: jwks.into(),
         })
     }
@@ -113,27 +96,23 @@ impl KeyRing {
         self.jwks.clone()
     }
 
+    /// The public key published under `kid`, with its algorithm.
+    pub fn verifying_key(&self, kid: &str) -> Option<(SigningAlg, &DecodingKey)> {
+        self.verifying.get(kid).map(|(alg, key)| (*alg, key))
+    }
+
     pub fn signing_kid(&self, alg: SigningAlg) -> Option<&str> {
         self.signing.get(&alg).map(|k| k.kid.as_str())
     }
 
     /// Signs `claims` as a JWS with the active key for `alg`; `typ` goes in the header
     /// (`at+jwt` for access tokens, RFC 9068 §2.1).
-    pub fn sign<T: Serialize>(
-        &self,
-        alg: SigningAlg,
-        typ: &str,
-        claims: &T,
-    ) -> Result<String, KeyRingError> {
-        let key = self
-            .signing
-            .get(&alg)
-            .ok_or(KeyRingError::NoActiveKey(alg))?;
+    pub fn sign<T: Serialize>(&self, alg: SigningAlg, typ: &str, claims: &T) -> Result<String, KeyRingError> {
+        let key = self.signing.get(&alg).ok_or(KeyRingError::NoActiveKey(alg))?;
         let mut header = Header::new(jwt_alg(alg));
         header.typ = Some(typ.to_string());
         header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding)
-            .map_err(|e| KeyRingError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyRingError::Sign(e.to_string()))
     }
 }
 
@@ -150,23 +129,15 @@ pub async fn ensure_initial_keys<S: KeyStore>(
 ) -> Result<KeyRing, KeyRingError> {
     let existing = store.list_keys().await?;
     for alg in SigningAlg::ALL {
-        if existing
-            .iter()
-            .any(|r| r.alg == alg && r.status == KeyStatus::Active)
-        {
+        if existing.iter().any(|r| r.alg == alg && r.status == KeyStatus::Active) {
             continue;
         }
         // RSA generation takes ~100 ms even optimised: keep it off the async runtime.
         let generated = tokio::task::spawn_blocking(move || generate_key(alg))
             .await
             .map_err(|e| KeyRingError::Task(e.to_string()))??;
-        let sealed =
-            seal(master, &generated.private_der, generated.kid.as_bytes()).map_err(|source| {
-                KeyRingError::Seal {
-                    kid: generated.kid.clone(),
-                    source,
-                }
-            })?;
+        let sealed = seal(master, &generated.private_der, generated.kid.as_bytes())
+            .map_err(|source| KeyRingError::Seal { kid: generated.kid.clone(), source })?;
         let record = KeyRecord {
             kid: generated.kid.clone(),
             alg,

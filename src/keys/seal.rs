@@ -23,15 +23,8 @@ pub fn seal(master: &MasterKey, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>,
     let cipher = XChaCha20Poly1305::new(master.bytes().into());
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
-    let ciphertext = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| SealError::Seal)?;
+    let ciphertext =
+        cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad }).map_err(|_| SealError::Seal)?;
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
     out.push(VERSION);
     out.extend_from_slice(&nonce);
@@ -39,24 +32,14 @@ pub fn seal(master: &MasterKey, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>,
     Ok(out)
 }
 
-pub fn open(
-    master: &MasterKey,
-    sealed: &[u8],
-    aad: &[u8],
-) -> Result<zeroize::Zeroizing<Vec<u8>>, SealError> {
+pub fn open(master: &MasterKey, sealed: &[u8], aad: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, SealError> {
     if sealed.len() < 1 + NONCE_LEN || sealed[0] != VERSION {
         return Err(SealError::Open);
     }
     let (nonce, ciphertext) = sealed[1..].split_at(NONCE_LEN);
     let cipher = XChaCha20Poly1305::new(master.bytes().into());
     cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad })
         .map(zeroize::Zeroizing::new)
         .map_err(|_| SealError::Open)
 }
@@ -69,10 +52,7 @@ mod tests {
     fn round_trip_and_tamper() {
         let key = MasterKey::from_bytes([1; 32]);
         let sealed = seal(&key, b"private", b"kid-1").unwrap();
-        assert_eq!(
-            open(&key, &sealed, b"kid-1").unwrap().as_slice(),
-            b"private"
-        );
+        assert_eq!(open(&key, &sealed, b"kid-1").unwrap().as_slice(), b"private");
         assert!(open(&key, &sealed, b"kid-2").is_err(), "aad binds the row");
         assert!(open(&MasterKey::from_bytes([2; 32]), &sealed, b"kid-1").is_err());
         let mut bad = sealed.clone();

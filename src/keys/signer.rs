@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
 use jsonwebtoken::crypto::{aws_lc, CryptoProvider, JwtSigner};
 use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
 use jsonwebtoken::signature::{Error as SignatureError, Signer};
@@ -40,14 +38,12 @@ impl Signer<Vec<u8>> for CachedSigner {
     fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignatureError> {
         let rng = SystemRandom::new();
         match self.key.as_ref() {
-            ParsedKey::Es256(pair) => pair
-                .sign(&rng, msg)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(SignatureError::from_source),
+            ParsedKey::Es256(pair) => {
+                pair.sign(&rng, msg).map(|s| s.as_ref().to_vec()).map_err(SignatureError::from_source)
+            }
             ParsedKey::Rs256(pair) => {
                 let mut out = vec![0; pair.public_modulus_len()];
-                pair.sign(&RSA_PKCS1_SHA256, &rng, msg, &mut out)
-                    .map_err(SignatureError::from_source)?;
+                pair.sign(&RSA_PKCS1_SHA256, &rng, msg, &mut out).map_err(SignatureError::from_source)?;
                 Ok(out)
             }
         }
@@ -65,9 +61,9 @@ fn parse(alg: Algorithm, der: &[u8]) -> JwtResult<ParsedKey> {
         Algorithm::ES256 => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
             .map(ParsedKey::Es256)
             .map_err(|_| ErrorKind::InvalidEcdsaKey.into()),
-        _ => RsaKeyPair::from_der(der)
-            .map(ParsedKey::Rs256)
-            .map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()).into()),
+        _ => {
+            RsaKeyPair::from_der(der).map(ParsedKey::Rs256).map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()).into())
+        }
     }
 }
 
@@ -93,10 +89,7 @@ fn cached_signer(alg: &Algorithm, key: &EncodingKey) -> JwtResult<Box<dyn JwtSig
     // A cached RSA key asked for ES256 (or the reverse) is refused, as jsonwebtoken would.
     match (parsed.as_ref(), alg) {
         (ParsedKey::Es256(_), Algorithm::ES256) | (ParsedKey::Rs256(_), Algorithm::RS256) => {
-            Ok(Box::new(CachedSigner {
-                key: parsed,
-                alg: *alg,
-            }))
+            Ok(Box::new(CachedSigner { key: parsed, alg: *alg }))
         }
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }

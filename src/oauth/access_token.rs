@@ -35,7 +35,9 @@ pub struct AccessTokenClaims<'a> {
 
 pub struct MintedAccessToken {
     pub token: String,
+    pub jti: String,
     pub expires_in: i64,
+    pub expires_at: i64,
 }
 
 pub struct AccessTokenRequest<'a> {
@@ -53,6 +55,7 @@ pub fn mint(
     request: AccessTokenRequest<'_>,
     now: i64,
 ) -> Result<MintedAccessToken, KeyRingError> {
+    let jti = random_token(16);
     let claims = AccessTokenClaims {
         iss: &settings.issuer,
         sub: request.subject,
@@ -63,11 +66,8 @@ pub fn mint(
         iat: now,
         exp: now + settings.ttl_secs,
         // 128 random bits: unique per token, so a resource server can detect replays if it wants.
-        jti: random_token(16),
+        jti: jti.clone(),
     };
     let token = keys.sign(settings.alg, ACCESS_TOKEN_TYP, &claims)?;
-    Ok(MintedAccessToken {
-        token,
-        expires_in: settings.ttl_secs,
-    })
+    Ok(MintedAccessToken { token, jti, expires_in: settings.ttl_secs, expires_at: now + settings.ttl_secs })
 }

@@ -15,10 +15,7 @@ use crate::store::StoreResult;
 
 /// Looks clients up by id (the cache in front of the store implements this).
 pub trait ClientLookup: Send + Sync {
-    fn lookup_client(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = StoreResult<Option<Arc<Client>>>> + Send;
+    fn lookup_client(&self, id: &str) -> impl Future<Output = StoreResult<Option<Arc<Client>>>> + Send;
 }
 
 /// The credentials a request carried, before checking them.
@@ -38,24 +35,14 @@ fn basic_failure(why: &'static str) -> OAuthError {
 }
 
 /// Reads the credentials from the `Authorization` header and the body parameters.
-pub fn presented_client(
-    authorization: Option<&str>,
-    params: &Params,
-) -> Result<PresentedClient, OAuthError> {
+pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<PresentedClient, OAuthError> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
     let Some(header) = authorization else {
         return Ok(match (body_id, body_secret) {
-            (Some(id), Some(secret)) => PresentedClient::Post {
-                id: id.into(),
-                secret: secret.into(),
-            },
+            (Some(id), Some(secret)) => PresentedClient::Post { id: id.into(), secret: secret.into() },
             (Some(id), None) => PresentedClient::IdOnly(id.into()),
-            (None, Some(_)) => {
-                return Err(OAuthError::invalid_request(
-                    "client_secret was sent without client_id",
-                ))
-            }
+            (None, Some(_)) => return Err(OAuthError::invalid_request("client_secret was sent without client_id")),
             (None, None) => PresentedClient::Nothing,
         });
     };
@@ -67,55 +54,37 @@ pub fn presented_client(
     }
     let (scheme, encoded) = header.trim().split_once(' ').unwrap_or((header, ""));
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(basic_failure(
-            "the Authorization header must use the Basic scheme",
-        ));
+        return Err(basic_failure("the Authorization header must use the Basic scheme"));
     }
-    let decoded = STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| basic_failure("malformed Basic credentials"))?;
-    let decoded =
-        String::from_utf8(decoded).map_err(|_| basic_failure("malformed Basic credentials"))?;
-    let (raw_id, raw_secret) = decoded
-        .split_once(':')
-        .ok_or_else(|| basic_failure("malformed Basic credentials"))?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| basic_failure("malformed Basic credentials"))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| basic_failure("malformed Basic credentials"))?;
+    let (raw_id, raw_secret) = decoded.split_once(':').ok_or_else(|| basic_failure("malformed Basic credentials"))?;
     // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
     let decode = |s: &str| -> String {
-        form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
     let (id, secret) = (decode(raw_id), decode(raw_secret));
     if id.is_empty() || id.len() > MAX_CREDENTIAL || secret.len() > MAX_CREDENTIAL {
         return Err(basic_failure("malformed Basic credentials"));
     }
     if body_id.is_some_and(|b| b != id) {
-        return Err(OAuthError::invalid_request(
-            "client_id in the body differs from the Authorization header",
-        ));
+        return Err(OAuthError::invalid_request("client_id in the body differs from the Authorization header"));
     }
     Ok(PresentedClient::Basic { id, secret })
 }
 
 /// Checks the presented credentials. Unknown client, wrong secret and disabled client all give
 /// the same answer, so the endpoint tells an attacker nothing about which ids exist.
-pub async fn authenticate<L: ClientLookup>(
-    clients: &L,
-    presented: PresentedClient,
-) -> Result<Arc<Client>, OAuthError> {
+pub async fn authenticate<L: ClientLookup>(clients: &L, presented: PresentedClient) -> Result<Arc<Client>, OAuthError> {
     let (id, secret, challenge) = match presented {
         PresentedClient::Nothing => {
-            return Err(OAuthError::invalid_client(
-                "client authentication is required",
-            ));
+            return Err(OAuthError::invalid_client("client authentication is required"));
         }
         PresentedClient::Basic { id, secret } => (id, Some(secret), Challenge::Basic),
         PresentedClient::Post { id, secret } => (id, Some(secret), Challenge::None),
         PresentedClient::IdOnly(id) => (id, None, Challenge::None),
     };
-    let failed =
-        || OAuthError::invalid_client("client authentication failed").with_challenge(challenge);
+    let failed = || OAuthError::invalid_client("client authentication failed").with_challenge(challenge);
     if id.len() > MAX_CREDENTIAL || secret.as_ref().is_some_and(|s| s.len() > MAX_CREDENTIAL) {
         return Err(failed());
     }
@@ -126,9 +95,7 @@ pub async fn authenticate<L: ClientLookup>(
         return Err(failed());
     }
     match (client.kind, &client.secret_hash, secret) {
-        (ClientKind::Confidential, Some(hash), Some(secret)) if verify_hash(&secret, hash) => {
-            Ok(client)
-        }
+        (ClientKind::Confidential, Some(hash), Some(secret)) if verify_hash(&secret, hash) => Ok(client),
         // Public clients prove nothing with a secret; one that sends a secret is misconfigured.
         (ClientKind::Public, _, None) => Ok(client),
         _ => Err(failed()),
@@ -147,13 +114,7 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         let header = format!("Basic {}", STANDARD.encode("my%20id:p%3Ass"));
         let got = presented_client(Some(&header), &params("")).unwrap();
-        assert_eq!(
-            got,
-            PresentedClient::Basic {
-                id: "my id".into(),
-                secret: "p:ss".into()
-            }
-        );
+        assert_eq!(got, PresentedClient::Basic { id: "my id".into(), secret: "p:ss".into() });
     }
 
     #[test]
@@ -166,10 +127,7 @@ mod tests {
     #[test]
     fn other_schemes_fail_with_basic_challenge() {
         let err = presented_client(Some("Bearer abc"), &params("")).unwrap_err();
-        assert_eq!(
-            (err.code, err.challenge),
-            (crate::oauth::ErrorCode::InvalidClient, Challenge::Basic)
-        );
+        assert_eq!((err.code, err.challenge), (crate::oauth::ErrorCode::InvalidClient, Challenge::Basic));
         let err = presented_client(Some("Basic !!!"), &params("")).unwrap_err();
         assert_eq!(err.challenge, Challenge::Basic);
     }

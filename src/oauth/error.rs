@@ -17,6 +17,13 @@ pub enum ErrorCode {
     InsufficientScope,
     ServerError,
     TemporarilyUnavailable,
+    // Authorization endpoint (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6).
+    AccessDenied,
+    UnsupportedResponseType,
+    LoginRequired,
+    ConsentRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
 }
 
 impl ErrorCode {
@@ -32,6 +39,12 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 
@@ -48,7 +61,13 @@ impl ErrorCode {
             | ErrorCode::InvalidGrant
             | ErrorCode::UnauthorizedClient
             | ErrorCode::UnsupportedGrantType
-            | ErrorCode::InvalidScope => 400,
+            | ErrorCode::InvalidScope
+            | ErrorCode::AccessDenied
+            | ErrorCode::UnsupportedResponseType
+            | ErrorCode::LoginRequired
+            | ErrorCode::ConsentRequired
+            | ErrorCode::RequestNotSupported
+            | ErrorCode::RequestUriNotSupported => 400,
         }
     }
 }
@@ -74,11 +93,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            description: description.into(),
-            challenge: Challenge::None,
-        }
+        Self { code, description: description.into(), challenge: Challenge::None }
     }
 
     pub fn with_challenge(mut self, challenge: Challenge) -> Self {
@@ -104,21 +119,18 @@ impl OAuthError {
     pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidScope, d)
     }
+    pub fn invalid_token(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidToken, d).with_challenge(Challenge::Bearer)
+    }
     /// An internal failure. The cause is logged here; the client sees only a generic text.
     pub fn server_error(cause: &dyn fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            ErrorCode::ServerError,
-            "the server failed to handle the request",
-        )
+        Self::new(ErrorCode::ServerError, "the server failed to handle the request")
     }
     /// The database (or another dependency) is unreachable: retry later, nothing was done.
     pub fn unavailable(cause: &dyn fmt::Display) -> Self {
         tracing::warn!(error = %cause, "dependency unavailable");
-        Self::new(
-            ErrorCode::TemporarilyUnavailable,
-            "the service is temporarily unavailable; retry later",
-        )
+        Self::new(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable; retry later")
     }
 
     pub fn http_status(&self) -> u16 {

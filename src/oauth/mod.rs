@@ -2,10 +2,14 @@
 //! `now`, and return `Result<_, OAuthError>`; they never see HTTP types (shared/design.md rule 1).
 
 pub mod access_token;
+pub mod authorize;
 pub mod client_auth;
 pub mod error;
 pub mod grants;
+pub mod issue;
 pub mod params;
+pub mod pkce;
 pub mod token;
+pub mod verify;
 
 pub use error::{Challenge, ErrorCode, OAuthError};

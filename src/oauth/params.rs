@@ -30,9 +30,7 @@ impl Params {
                 continue;
             }
             if map.insert(name.to_string(), value.into_owned()).is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter `{name}` is repeated"
-                )));
+                return Err(OAuthError::invalid_request(format!("parameter `{name}` is repeated")));
             }
         }
         Ok(Self(map))
@@ -43,8 +41,7 @@ impl Params {
     }
 
     pub fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
-        self.get(name)
-            .ok_or_else(|| OAuthError::invalid_request(format!("parameter `{name}` is required")))
+        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("parameter `{name}` is required")))
     }
 }
 

@@ -4,10 +4,12 @@ use serde::Serialize;
 
 use super::access_token::AccessTokenSettings;
 use super::client_auth::{authenticate, presented_client, ClientLookup};
-use super::grants::client_credentials;
+use super::grants::{authorization_code, client_credentials, refresh_token};
 use super::params::Params;
 use super::OAuthError;
 use crate::keys::KeyRing;
+use crate::oidc::id_token::IdTokenSettings;
+use crate::store::{GrantStore, UserStore};
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Debug, Serialize)]
@@ -17,30 +19,39 @@ pub struct TokenResponse {
     pub expires_in: i64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl TokenResponse {
     pub fn bearer(access_token: String, expires_in: i64, scope: String) -> Self {
-        Self {
-            access_token,
-            token_type: "Bearer",
-            expires_in,
-            scope,
-        }
+        Self { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None, id_token: None }
     }
 }
 
+/// Lifetimes and algorithms of everything the token endpoint issues.
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    pub access: AccessTokenSettings,
+    pub id: IdTokenSettings,
+    pub refresh_idle_secs: i64,
+    pub refresh_absolute_secs: i64,
+}
+
 /// What the token endpoint needs besides the request.
-pub struct TokenContext<'a, L: ClientLookup> {
+pub struct TokenContext<'a, L: ClientLookup, S: GrantStore + UserStore> {
     pub clients: &'a L,
+    pub store: &'a S,
     pub keys: &'a KeyRing,
-    pub access_tokens: &'a AccessTokenSettings,
+    pub settings: &'a TokenSettings,
     pub now: i64,
 }
 
 /// Handles one token request: `params` is the parsed body, `authorization` the raw header.
-pub async fn exchange<L: ClientLookup>(
-    ctx: TokenContext<'_, L>,
+pub async fn exchange<L: ClientLookup, S: GrantStore + UserStore>(
+    ctx: TokenContext<'_, L, S>,
     params: &Params,
     authorization: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
@@ -48,12 +59,14 @@ pub async fn exchange<L: ClientLookup>(
     let presented = presented_client(authorization, params)?;
     let client = authenticate(ctx.clients, presented).await?;
     match grant_type {
-        "client_credentials" => {
-            client_credentials::grant(&client, params, ctx.keys, ctx.access_tokens, ctx.now)
+        "client_credentials" => client_credentials::grant(&client, params, ctx.keys, &ctx.settings.access, ctx.now),
+        "authorization_code" => {
+            authorization_code::grant(ctx.store, ctx.keys, ctx.settings, &client, params, ctx.now).await
         }
+        "refresh_token" => refresh_token::grant(ctx.store, ctx.keys, ctx.settings, &client, params, ctx.now).await,
         // The resource owner password grant is deliberately absent (RFC 9700 §2.4: MUST NOT).
         other => Err(OAuthError::unsupported_grant_type(format!(
-            "grant_type `{}` is not supported here; supported: client_credentials",
+            "grant_type `{}` is not supported here; supported: authorization_code, refresh_token, client_credentials",
             other.chars().take(64).collect::<String>()
         ))),
     }

@@ -1,3 +1,5 @@
 //! OpenID Connect: discovery now; ID tokens, claims, userinfo and logout as they land.
 
+pub mod claims;
 pub mod discovery;
+pub mod id_token;

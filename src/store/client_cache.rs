@@ -21,22 +21,18 @@ pub struct ClientCache {
 
 impl ClientCache {
     pub fn new(store: Store, ttl: Duration) -> Self {
-        Self {
-            store,
-            ttl,
-            entries: RwLock::new(HashMap::new()),
-        }
+        Self { store, ttl, entries: RwLock::new(HashMap::new()) }
     }
 }
 
 impl ClientLookup for ClientCache {
     async fn lookup_client(&self, id: &str) -> StoreResult<Option<Arc<Client>>> {
         if !self.ttl.is_zero() {
-            let hit = self.entries.read().ok().and_then(|map| {
-                map.get(id)
-                    .filter(|(at, _)| at.elapsed() < self.ttl)
-                    .map(|(_, c)| c.clone())
-            });
+            let hit = self
+                .entries
+                .read()
+                .ok()
+                .and_then(|map| map.get(id).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, c)| c.clone()));
             if hit.is_some() {
                 return Ok(hit);
             }

@@ -4,8 +4,7 @@ use sqlx::Row;
 use super::{ClientStore, Store, StoreError, StoreResult};
 use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
 
-const COLUMNS: &str =
-    "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
+const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
      grant_types, scopes, roles, audience, created_at, disabled_at";
 
 fn json_list(values: impl Iterator<Item = String>) -> String {
@@ -28,29 +27,18 @@ fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
         other => return Err(corrupt(&id, format!("kind `{other}`"))),
     };
     let secret_hash = match row.try_get::<Option<Vec<u8>>, _>("secret_hash")? {
-        Some(bytes) => Some(
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| corrupt(&id, "secret hash length"))?,
-        ),
+        Some(bytes) => Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| corrupt(&id, "secret hash length"))?),
         None => None,
     };
     let uris = |column: &str| -> StoreResult<Vec<RedirectUri>> {
         let raw: String = row.try_get(column)?;
-        parse_list(&id, column, &raw)?
-            .iter()
-            .map(|u| RedirectUri::parse(u).map_err(|e| corrupt(&id, e)))
-            .collect()
+        parse_list(&id, column, &raw)?.iter().map(|u| RedirectUri::parse(u).map_err(|e| corrupt(&id, e))).collect()
     };
-    let grant_types = parse_list(
-        &id,
-        "grant_types",
-        &row.try_get::<String, _>("grant_types")?,
-    )?
-    .iter()
-    .map(|g| g.parse::<GrantType>().map_err(|e| corrupt(&id, e)))
-    .collect::<StoreResult<Vec<_>>>()?;
-    let scopes =
-        ScopeSet::parse(&row.try_get::<String, _>("scopes")?).map_err(|e| corrupt(&id, e))?;
+    let grant_types = parse_list(&id, "grant_types", &row.try_get::<String, _>("grant_types")?)?
+        .iter()
+        .map(|g| g.parse::<GrantType>().map_err(|e| corrupt(&id, e)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let scopes = ScopeSet::parse(&row.try_get::<String, _>("scopes")?).map_err(|e| corrupt(&id, e))?;
     let roles = parse_list(&id, "roles", &row.try_get::<String, _>("roles")?)?;
     Ok(Client {
         name: row.try_get("name")?,
@@ -103,47 +91,35 @@ impl ClientStore for Store {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM clients ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM clients ORDER BY created_at, id"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(client_from_row).collect()
     }
 
-    async fn set_client_secret(
-        &self,
-        id: &str,
-        secret_hash: &[u8; 32],
-        now: i64,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE id = $3 AND kind = 'confidential'",
-        )
-        .bind(secret_hash.to_vec())
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+    async fn set_client_secret(&self, id: &str, secret_hash: &[u8; 32], now: i64) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE id = $3 AND kind = 'confidential'")
+                .bind(secret_hash.to_vec())
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn disable_client(&self, id: &str, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE clients SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("UPDATE clients SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM clients WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM clients WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -27,9 +27,7 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_string())
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
             sqlx::Error::Database(db) => {
                 // Postgres: class 08 (connection exception), 57P01-03 (shutdown), 53 (resources).
                 // SQLite: SQLITE_BUSY (5) / SQLITE_LOCKED (6) after the busy timeout.
@@ -52,11 +50,7 @@ impl From<sqlx::Error> for StoreError {
 
 impl Store {
     /// Connects (creating an SQLite file when needed). Does not run migrations.
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> StoreResult<Self> {
+    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("sqlite:") {
             // Create the file on first start unless the URL says otherwise.

@@ -8,10 +8,7 @@ fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
     let kid: String = row.try_get("kid")?;
     let corrupt = |what: String| StoreError::Corrupt(format!("signing key {kid}: {what}"));
     let alg: SigningAlg = row.try_get::<String, _>("alg")?.parse().map_err(corrupt)?;
-    let status: KeyStatus = row
-        .try_get::<String, _>("status")?
-        .parse()
-        .map_err(corrupt)?;
+    let status: KeyStatus = row.try_get::<String, _>("status")?.parse().map_err(corrupt)?;
     let public_jwk = serde_json::from_str(&row.try_get::<String, _>("public_jwk")?)
         .map_err(|e| corrupt(format!("public_jwk: {e}")))?;
     Ok(KeyRecord {

@@ -7,28 +7,12 @@ use super::{Backend, Store, StoreError, StoreResult};
 /// Migrations are compiled into the binary so a deployment is one file. Postgres and SQLite
 /// have the same version numbers; each list is applied in order.
 const POSTGRES: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../migrations/postgres/0001_initial.sql"),
-    ),
-    (
-        2,
-        "users and login",
-        include_str!("../../migrations/postgres/0002_users_and_login.sql"),
-    ),
+    (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
+    (2, "users and login", include_str!("../../migrations/postgres/0002_users_and_login.sql")),
 ];
 const SQLITE: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../migrations/sqlite/0001_initial.sql"),
-    ),
-    (
-        2,
-        "users and login",
-        include_str!("../../migrations/sqlite/0002_users_and_login.sql"),
-    ),
+    (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (2, "users and login", include_str!("../../migrations/sqlite/0002_users_and_login.sql")),
 ];
 
 impl Store {
@@ -43,21 +27,11 @@ impl Store {
         let migrations = list
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(*description),
-                    MigrationType::Simple,
-                    Cow::Borrowed(*sql),
-                    false,
-                )
+                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
             })
             .collect();
-        let migrator = Migrator {
-            migrations: Cow::Owned(migrations),
-            ignore_missing: false,
-            locking: true,
-            no_tx: false,
-        };
+        let migrator =
+            Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false };
         let mut attempt = 0;
         loop {
             match migrator.run(&self.pool).await {
@@ -70,9 +44,7 @@ impl Store {
                     tracing::debug!(error = %e, attempt, "sqlite migration raced another process; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
                 }
-                Err(sqlx::migrate::MigrateError::Execute(inner)) => {
-                    return Err(StoreError::from(inner))
-                }
+                Err(sqlx::migrate::MigrateError::Execute(inner)) => return Err(StoreError::from(inner)),
                 Err(other) => return Err(StoreError::Other(format!("migration failed: {other}"))),
             }
         }

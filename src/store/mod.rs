@@ -7,16 +7,19 @@
 mod client_cache;
 mod clients;
 mod connect;
+mod grants;
 mod keys;
 mod migrate;
+mod sessions;
 mod users;
 
 use std::future::Future;
 
-use crate::domain::{Client, KeyRecord, User};
+use crate::domain::{Client, CodeRecord, CodeRedemption, Grant, KeyRecord, RefreshRotation, ScopeSet, User};
 
 pub use client_cache::ClientCache;
 pub use connect::{Backend, Store};
+pub use sessions::DbSessionStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,10 +61,7 @@ pub trait KeyStore: Send + Sync {
     fn list_keys(&self) -> impl Future<Output = StoreResult<Vec<KeyRecord>>> + Send;
     /// Inserts `key` unless the insert would break "one active key per algorithm"; true when
     /// inserted. Replicas racing to create the first key all call this; exactly one wins.
-    fn insert_key_unless_active_exists(
-        &self,
-        key: &KeyRecord,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn insert_key_unless_active_exists(&self, key: &KeyRecord) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// People who sign in.
@@ -70,10 +70,7 @@ pub trait UserStore: Send + Sync {
     fn insert_user(&self, user: &User) -> impl Future<Output = StoreResult<()>> + Send;
     fn find_user(&self, sub: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
     /// `email` must be normalised ([`crate::domain::normalize_email`]).
-    fn find_user_by_email(
-        &self,
-        email: &str,
-    ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    fn find_user_by_email(&self, email: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
     fn list_users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
     /// Sets a new password and, in the same transaction, revokes the user's grants and ends
     /// their sessions. False when no such user exists.
@@ -92,10 +89,59 @@ pub trait UserStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Disables the user, revokes their grants and ends their sessions. False when unknown.
     fn disable_user(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
-    fn set_roles(
+    fn set_roles(&self, sub: &str, roles: &[String], now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// Authorizations and what hangs off them: codes, refresh tokens, tracked access tokens; and
+/// the consent users gave.
+pub trait GrantStore: Send + Sync {
+    /// Stores a new grant and its authorization code in one transaction.
+    fn create_grant_with_code(&self, grant: &Grant, code: &CodeRecord) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Consumes a code for `client_id` in one conditional UPDATE: exactly one caller wins.
+    fn redeem_code(
         &self,
-        sub: &str,
-        roles: &[String],
+        code_hash: &[u8; 32],
+        client_id: &str,
         now: i64,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    ) -> impl Future<Output = StoreResult<CodeRedemption>> + Send;
+    fn revoke_grant(&self, grant_id: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Revokes every grant given in one browser session (logout).
+    fn revoke_grants_of_session(&self, sid: &str, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+    fn insert_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        grant_id: &str,
+        scopes: &ScopeSet,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Marks a refresh token used in one conditional UPDATE, if it is live and `client_id`'s.
+    fn rotate_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        client_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<RefreshRotation>> + Send;
+    fn record_access_token(
+        &self,
+        jti: &str,
+        grant_id: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// True when the access token was issued under a grant that is still live.
+    fn access_token_is_live(&self, jti: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn find_consent(
+        &self,
+        user_sub: &str,
+        client_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ScopeSet>>> + Send;
+    fn save_consent(
+        &self,
+        user_sub: &str,
+        client_id: &str,
+        granted: &ScopeSet,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Housekeeping: deletes expired codes, tokens and sessions; returns how many rows went.
+    fn delete_expired(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 }

@@ -4,8 +4,7 @@ use sqlx::Row;
 use super::{Store, StoreError, StoreResult, UserStore};
 use crate::domain::User;
 
-const COLUMNS: &str =
-    "sub, email, name, password_hash, roles, created_at, password_changed_at, disabled_at";
+const COLUMNS: &str = "sub, email, name, password_hash, roles, created_at, password_changed_at, disabled_at";
 
 fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let sub: String = row.try_get("sub")?;
@@ -42,10 +41,7 @@ impl Store {
             .bind(sub)
             .execute(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_sub = $1")
-            .bind(sub)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_sub = $1").bind(sub).execute(&mut **tx).await?;
         Ok(())
     }
 }
@@ -86,22 +82,21 @@ impl UserStore for Store {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM users ORDER BY created_at, sub"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY created_at, sub")).fetch_all(&self.pool).await?;
         rows.iter().map(user_from_row).collect()
     }
 
     async fn change_password(&self, sub: &str, password_hash: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE sub = $3")
-            .bind(password_hash)
-            .bind(now)
-            .bind(sub)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE sub = $3",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(sub)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
@@ -123,11 +118,12 @@ impl UserStore for Store {
 
     async fn disable_user(&self, sub: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE sub = $2")
-            .bind(now)
-            .bind(sub)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE sub = $2")
+                .bind(now)
+                .bind(sub)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }

@@ -35,21 +35,12 @@ fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run latchkey");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
 fn json_out(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 
@@ -79,23 +70,15 @@ async fn client_lifecycle_through_the_cli() {
     let secret = created["client_secret"].as_str().unwrap().to_string();
     assert_eq!(secret.len(), 43, "256-bit secret, base64url");
     assert_eq!(created["type"], "confidential");
-    assert_eq!(
-        created["grant_types"],
-        serde_json::json!(["client_credentials"])
-    );
+    assert_eq!(created["grant_types"], serde_json::json!(["client_credentials"]));
     assert_eq!(created["scopes"], serde_json::json!(["invoices:read"]));
     assert_eq!(created["roles"], serde_json::json!(["billing"]));
     assert_eq!(created["audience"], "https://api.example.com");
 
     let shown = json_out(&latchkey(&db, &["client", "show", &id]));
     assert_eq!(shown["client_id"], id.as_str());
-    assert!(
-        shown.get("client_secret").is_none(),
-        "the secret is shown only at creation"
-    );
-    assert!(
-        !String::from_utf8_lossy(&latchkey(&db, &["client", "show", &id]).stdout).contains(&secret)
-    );
+    assert!(shown.get("client_secret").is_none(), "the secret is shown only at creation");
+    assert!(!String::from_utf8_lossy(&latchkey(&db, &["client", "show", &id]).stdout).contains(&secret));
 
     let listed = json_out(&latchkey(&db, &["client", "list"]));
     assert_eq!(listed.as_array().unwrap().len(), 1);
@@ -106,19 +89,12 @@ async fn client_lifecycle_through_the_cli() {
 
     let disabled = json_out(&latchkey(&db, &["client", "disable", &id]));
     assert_eq!(disabled["disabled"], true);
-    assert_eq!(
-        json_out(&latchkey(&db, &["client", "show", &id]))["disabled"],
-        true
-    );
+    assert_eq!(json_out(&latchkey(&db, &["client", "show", &id]))["disabled"], true);
 
     json_out(&latchkey(&db, &["client", "delete", &id]));
     let gone = latchkey(&db, &["client", "show", &id]);
     assert!(!gone.status.success());
-    assert!(
-        stderr(&gone).contains("no client with id"),
-        "{}",
-        stderr(&gone)
-    );
+    assert!(stderr(&gone).contains("no client with id"), "{}", stderr(&gone));
 }
 
 #[tokio::test]
@@ -126,30 +102,12 @@ async fn public_app_client_has_no_secret() {
     let db = fresh_database().await;
     let created = json_out(&latchkey(
         &db,
-        &[
-            "client",
-            "create",
-            "--name",
-            "SPA",
-            "--public",
-            "--redirect-uri",
-            "http://127.0.0.1:5173/cb",
-        ],
+        &["client", "create", "--name", "SPA", "--public", "--redirect-uri", "http://127.0.0.1:5173/cb"],
     ));
     assert!(created.get("client_secret").is_none());
     assert_eq!(created["type"], "public");
-    assert_eq!(
-        created["grant_types"],
-        serde_json::json!(["authorization_code", "refresh_token"])
-    );
-    let rotate = latchkey(
-        &db,
-        &[
-            "client",
-            "rotate-secret",
-            created["client_id"].as_str().unwrap(),
-        ],
-    );
+    assert_eq!(created["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
+    let rotate = latchkey(&db, &["client", "rotate-secret", created["client_id"].as_str().unwrap()]);
     assert!(!rotate.status.success());
 }
 
@@ -167,30 +125,16 @@ async fn registration_refuses_unsafe_redirect_uris() {
         ("https://user:pw@app.example.com/cb", "user information"),
     ];
     for (uri, expected) in cases {
-        let out = latchkey(
-            &db,
-            &["client", "create", "--name", "bad", "--redirect-uri", uri],
-        );
+        let out = latchkey(&db, &["client", "create", "--name", "bad", "--redirect-uri", uri]);
         assert!(!out.status.success(), "{uri} must be refused");
-        assert!(
-            out.stdout.is_empty(),
-            "nothing on stdout for a refused registration"
-        );
+        assert!(out.stdout.is_empty(), "nothing on stdout for a refused registration");
         let err = stderr(&out);
         assert!(err.contains(expected), "{uri}: {err}");
     }
     let listed = json_out(&latchkey(&db, &["client", "list"]));
     assert_eq!(listed, serde_json::json!([]), "nothing was stored");
-    for ok in [
-        "https://app.example.com/cb",
-        "http://127.0.0.1/cb",
-        "http://[::1]:8080/cb",
-        "com.example.app:/cb",
-    ] {
-        json_out(&latchkey(
-            &db,
-            &["client", "create", "--name", "ok", "--redirect-uri", ok],
-        ));
+    for ok in ["https://app.example.com/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb", "com.example.app:/cb"] {
+        json_out(&latchkey(&db, &["client", "create", "--name", "ok", "--redirect-uri", ok]));
     }
 }
 
@@ -200,13 +144,7 @@ async fn other_invalid_registrations_say_why() {
     for (args, expected) in [
         (vec!["--grant-type", "password"], "unknown grant type"),
         (
-            vec![
-                "--public",
-                "--grant-type",
-                "client_credentials",
-                "--redirect-uri",
-                "https://a.example/cb",
-            ],
+            vec!["--public", "--grant-type", "client_credentials", "--redirect-uri", "https://a.example/cb"],
             "public client",
         ),
         (vec!["--role", "has space"], "role"),
@@ -264,11 +202,7 @@ async fn serve_creates_its_master_key_logs_json_and_stops_on_sigterm() {
 
     let db = fresh_database().await;
     let workdir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("serve")
         .current_dir(workdir.path())
@@ -296,66 +230,32 @@ async fn serve_creates_its_master_key_logs_json_and_stops_on_sigterm() {
     }
 
     let key_file = workdir.path().join("keys/master.key");
-    assert_eq!(
-        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    assert_eq!(
-        std::fs::metadata(workdir.path().join("keys"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o700
-    );
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(workdir.path().join("keys")).unwrap().permissions().mode() & 0o777, 0o700);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not stop after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
 
     let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     let events: Vec<Value> = logs
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
         .collect();
-    let messages: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e["message"].as_str())
-        .collect();
+    let messages: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
     assert!(messages.contains(&"latchkey is listening"), "{messages:?}");
     assert!(messages.contains(&"stopped"), "{messages:?}");
-    assert!(
-        !logs.contains(
-            &std::fs::read_to_string(&key_file)
-                .unwrap()
-                .trim()
-                .to_string()
-        ),
-        "master key never logged"
-    );
+    assert!(!logs.contains(&std::fs::read_to_string(&key_file).unwrap().trim().to_string()), "master key never logged");
 }
 
 #[tokio::test]
@@ -378,87 +278,37 @@ async fn user_lifecycle_through_the_cli() {
     ));
     let sub = created["sub"].as_str().unwrap().to_string();
     assert_eq!(sub.len(), 22);
-    assert!(
-        sub.chars().all(|c| c.is_ascii_alphanumeric()),
-        "sub is opaque and never the email"
-    );
+    assert!(sub.chars().all(|c| c.is_ascii_alphanumeric()), "sub is opaque and never the email");
     assert_eq!(created["email"], "ann@example.com");
     assert_eq!(created["roles"], serde_json::json!(["admin"]));
-    assert!(
-        !created.to_string().contains("argon2"),
-        "the hash is never printed"
-    );
+    assert!(!created.to_string().contains("argon2"), "the hash is never printed");
 
     let by_email = json_out(&latchkey(&db, &["user", "show", "ANN@example.com"]));
     assert_eq!(by_email["sub"], sub.as_str());
 
     let duplicate = latchkey_stdin(
         &db,
-        &[
-            "user",
-            "create",
-            "--email",
-            "ann@example.com",
-            "--password-stdin",
-        ],
+        &["user", "create", "--email", "ann@example.com", "--password-stdin"],
         "another password\n",
     );
     assert!(!duplicate.status.success());
-    assert!(
-        stderr(&duplicate).contains("exists already"),
-        "{}",
-        stderr(&duplicate)
-    );
+    assert!(stderr(&duplicate).contains("exists already"), "{}", stderr(&duplicate));
 
-    let short = latchkey_stdin(
-        &db,
-        &[
-            "user",
-            "create",
-            "--email",
-            "bob@example.com",
-            "--password-stdin",
-        ],
-        "short\n",
-    );
+    let short = latchkey_stdin(&db, &["user", "create", "--email", "bob@example.com", "--password-stdin"], "short\n");
     assert!(!short.status.success());
-    assert!(
-        stderr(&short).contains("at least 8 characters"),
-        "{}",
-        stderr(&short)
-    );
+    assert!(stderr(&short).contains("at least 8 characters"), "{}", stderr(&short));
     let huge = "x".repeat(1025) + "\n";
-    let long = latchkey_stdin(
-        &db,
-        &[
-            "user",
-            "create",
-            "--email",
-            "bob@example.com",
-            "--password-stdin",
-        ],
-        &huge,
-    );
-    assert!(
-        stderr(&long).contains("at most 1024 bytes"),
-        "{}",
-        stderr(&long)
-    );
+    let long = latchkey_stdin(&db, &["user", "create", "--email", "bob@example.com", "--password-stdin"], &huge);
+    assert!(stderr(&long).contains("at most 1024 bytes"), "{}", stderr(&long));
 
     let with_role = json_out(&latchkey(&db, &["user", "add-role", &sub, "billing"]));
     assert_eq!(with_role["roles"], serde_json::json!(["admin", "billing"]));
     let without = json_out(&latchkey(&db, &["user", "remove-role", &sub, "admin"]));
     assert_eq!(without["roles"], serde_json::json!(["billing"]));
 
-    let changed = json_out(&latchkey_stdin(
-        &db,
-        &["user", "set-password", &sub, "--password-stdin"],
-        "a brand new passphrase\n",
-    ));
-    assert!(
-        changed["password_changed_at"].as_i64().unwrap()
-            >= created["password_changed_at"].as_i64().unwrap()
-    );
+    let changed =
+        json_out(&latchkey_stdin(&db, &["user", "set-password", &sub, "--password-stdin"], "a brand new passphrase\n"));
+    assert!(changed["password_changed_at"].as_i64().unwrap() >= created["password_changed_at"].as_i64().unwrap());
 
     let disabled = json_out(&latchkey(&db, &["user", "disable", &sub]));
     assert_eq!(disabled["disabled"], true);

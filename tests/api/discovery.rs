@@ -7,19 +7,14 @@ async fn both_metadata_documents_describe_what_is_served() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["cache-control"], "public, max-age=300");
-    let (status, _, rfc8414) = app
-        .get_json("/.well-known/oauth-authorization-server")
-        .await;
+    let (status, _, rfc8414) = app.get_json("/.well-known/oauth-authorization-server").await;
     assert_eq!(status, 200);
     assert_eq!(oidc, rfc8414);
 
     assert_eq!(oidc["issuer"], app.address.as_str());
     assert_eq!(oidc["token_endpoint"], app.url("/token"));
     assert_eq!(oidc["jwks_uri"], app.url("/.well-known/jwks.json"));
-    assert_eq!(
-        oidc["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
-    );
+    assert_eq!(oidc["grant_types_supported"], serde_json::json!(["client_credentials"]));
     assert_eq!(
         oidc["token_endpoint_auth_methods_supported"],
         serde_json::json!(["client_secret_basic", "client_secret_post"])
@@ -30,52 +25,24 @@ async fn both_metadata_documents_describe_what_is_served() {
     assert_eq!(oidc["response_types_supported"], serde_json::json!([]));
 
     // Every advertised URL is served.
-    let jwks = app
-        .http
-        .get(oidc["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let jwks = app.http.get(oidc["jwks_uri"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(jwks.status().as_u16(), 200);
-    let token = app
-        .http
-        .post(oidc["token_endpoint"].as_str().unwrap())
-        .form(&[("grant_type", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        token.status().as_u16(),
-        401,
-        "the token endpoint answers (client auth needed), not 404"
-    );
+    let token =
+        app.http.post(oidc["token_endpoint"].as_str().unwrap()).form(&[("grant_type", "x")]).send().await.unwrap();
+    assert_eq!(token.status().as_u16(), 401, "the token endpoint answers (client auth needed), not 404");
 }
 
 #[tokio::test]
 async fn security_headers_are_on_every_response() {
     let app = spawn_app().await;
-    for path in [
-        "/.well-known/openid-configuration",
-        "/.well-known/jwks.json",
-        "/healthz",
-        "/no-such-page",
-    ] {
+    for path in ["/.well-known/openid-configuration", "/.well-known/jwks.json", "/healthz", "/no-such-page"] {
         let response = app.http.get(app.url(path)).send().await.unwrap();
         let h = response.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
-        assert!(
-            h["content-security-policy"]
-                .to_str()
-                .unwrap()
-                .contains("frame-ancestors 'none'"),
-            "{path}"
-        );
-        assert!(
-            h.get("strict-transport-security").is_none(),
-            "no HSTS on a plain-http issuer"
-        );
+        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+        assert!(h.get("strict-transport-security").is_none(), "no HSTS on a plain-http issuer");
         assert!(h.get("access-control-allow-origin").is_none());
     }
     let missing = app.http.get(app.url("/no-such-page")).send().await.unwrap();

@@ -16,23 +16,13 @@ async fn database_gone_means_not_ready_and_503_never_a_token() {
     // Simulate the database going away: the pool refuses every connection from now on.
     app.state.store().close().await;
     let (status, _, body) = app.get_json("/readyz").await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (503, Some("database_unavailable"))
-    );
+    assert_eq!((status, body["status"].as_str()), (503, Some("database_unavailable")));
     let (status, headers, _) = app.get_json("/healthz").await;
     assert_eq!(status, 200, "liveness does not depend on the database");
     drop(headers);
-    let (status, headers, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&client.id, &client.secret)),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (503, Some("temporarily_unavailable"))
-    );
+    let (status, headers, body) =
+        app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &client.secret))).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")));
     assert!(headers.contains_key("retry-after"));
 }
 
@@ -41,10 +31,7 @@ async fn shutting_down_turns_readiness_off() {
     let app = spawn_app().await;
     app.state.begin_shutdown();
     let (status, _, body) = app.get_json("/readyz").await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (503, Some("shutting_down"))
-    );
+    assert_eq!((status, body["status"].as_str()), (503, Some("shutting_down")));
 }
 
 #[tokio::test]
@@ -56,23 +43,13 @@ async fn graceful_stop_finishes_and_releases_the_port() {
         let url = app.token_url();
         let (id, secret) = (client.id.clone(), client.secret.clone());
         tokio::spawn(async move {
-            http.post(url)
-                .basic_auth(id, Some(secret))
-                .form(&[("grant_type", "client_credentials")])
-                .send()
-                .await
+            http.post(url).basic_auth(id, Some(secret)).form(&[("grant_type", "client_credentials")]).send().await
         })
     };
     let address = app.address.clone();
-    let response = in_flight
-        .await
-        .unwrap()
-        .expect("in-flight request completes");
+    let response = in_flight.await.unwrap().expect("in-flight request completes");
     assert_eq!(response.status().as_u16(), 200);
     app.stop().await;
-    let after = reqwest::Client::new()
-        .get(format!("{address}/healthz"))
-        .send()
-        .await;
+    let after = reqwest::Client::new().get(format!("{address}/healthz")).send().await;
     assert!(after.is_err(), "the listener is closed after shutdown");
 }

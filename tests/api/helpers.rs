@@ -15,9 +15,7 @@ use tokio::task::JoinHandle;
 
 /// The Postgres server to create per-test databases on, when set.
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
 }
 
 /// A fresh database for one test: a temp SQLite file, or a new Postgres database.
@@ -29,10 +27,7 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Another handle on the same database (a second replica); the original keeps it alive.
     pub fn alias(&self) -> TestDatabase {
-        TestDatabase {
-            url: self.url.clone(),
-            _dir: None,
-        }
+        TestDatabase { url: self.url.clone(), _dir: None }
     }
 }
 
@@ -45,34 +40,26 @@ pub async fn fresh_database() -> TestDatabase {
         None => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite:{}", dir.path().join("latchkey.db").display());
-            TestDatabase {
-                url,
-                _dir: Some(dir),
-            }
+            TestDatabase { url, _dir: Some(dir) }
         }
         Some(admin) => {
             let name = format!(
                 "latchkey_test_{}_{}_{}",
                 std::process::id(),
                 DB_COUNTER.fetch_add(1, Ordering::Relaxed),
-                latchkey::secret::random_token(4)
-                    .to_lowercase()
-                    .replace(['-', '_'], "x")
+                latchkey::secret::random_token(4).to_lowercase().replace(['-', '_'], "x")
             );
             let mut cleaned = CREATE_DB.lock().await;
             sqlx::any::install_default_drivers();
-            let mut conn = sqlx::AnyConnection::connect(&admin)
-                .await
-                .expect("connect to TEST_DATABASE_URL");
+            let mut conn = sqlx::AnyConnection::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
             if !*cleaned {
                 // Databases left by earlier runs (other process ids) are dropped once per run.
                 let prefix = format!("latchkey_test_{}_", std::process::id());
-                let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'latchkey_test_%'",
-                )
-                .fetch_all(&mut conn)
-                .await
-                .expect("list databases");
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE 'latchkey_test_%'")
+                        .fetch_all(&mut conn)
+                        .await
+                        .expect("list databases");
                 for (old,) in rows.into_iter().filter(|(n,)| !n.starts_with(&prefix)) {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"))
                         .execute(&mut conn)
@@ -80,17 +67,11 @@ pub async fn fresh_database() -> TestDatabase {
                 }
                 *cleaned = true;
             }
-            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
+            sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
             drop(cleaned);
             let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
             url.set_path(&name);
-            TestDatabase {
-                url: url.to_string(),
-                _dir: None,
-            }
+            TestDatabase { url: url.to_string(), _dir: None }
         }
     }
 }
@@ -131,11 +112,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_on(db, settings, configure).await
 }
 
-pub async fn spawn_app_on(
-    db: TestDatabase,
-    mut settings: Settings,
-    configure: impl FnOnce(&mut Settings),
-) -> TestApp {
+pub async fn spawn_app_on(db: TestDatabase, mut settings: Settings, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let address = format!("http://127.0.0.1:{port}");
@@ -143,9 +120,7 @@ pub async fn spawn_app_on(
     settings.bind = listener.local_addr().expect("addr");
     configure(&mut settings);
     let settings = settings.validated().expect("test settings are valid");
-    let app = Application::build_on(settings.clone(), listener)
-        .await
-        .expect("app builds");
+    let app = Application::build_on(settings.clone(), listener).await.expect("app builds");
     let state = app.state();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
@@ -156,15 +131,7 @@ pub async fn spawn_app_on(
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client");
-    TestApp {
-        address,
-        state,
-        http,
-        db,
-        settings,
-        shutdown: Some(tx),
-        server: Some(server),
-    }
+    TestApp { address, state, http, db, settings, shutdown: Some(tx), server: Some(server) }
 }
 
 pub struct RegisteredClient {
@@ -193,13 +160,9 @@ impl TestApp {
     }
 
     pub async fn register(&self, request: NewClient) -> RegisteredClient {
-        let (client, secret) = clients::create(self.state.store(), request, unix_now())
-            .await
-            .expect("client registers");
-        RegisteredClient {
-            id: client.id,
-            secret: secret.unwrap_or_default(),
-        }
+        let (client, secret) =
+            clients::create(self.state.store(), request, unix_now()).await.expect("client registers");
+        RegisteredClient { id: client.id, secret: secret.unwrap_or_default() }
     }
 
     /// POSTs a form to /token with optional Basic credentials; returns status, headers, JSON.
@@ -215,10 +178,7 @@ impl TestApp {
         let response = request.send().await.expect("token request");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response
-            .json::<Value>()
-            .await
-            .expect("token response is JSON");
+        let body = response.json::<Value>().await.expect("token response is JSON");
         (status, headers, body)
     }
 
@@ -226,11 +186,7 @@ impl TestApp {
         let response = self.http.get(self.url(path)).send().await.expect("GET");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        (
-            status,
-            headers,
-            response.json::<Value>().await.expect("JSON body"),
-        )
+        (status, headers, response.json::<Value>().await.expect("JSON body"))
     }
 
     /// Stops the server the way SIGTERM would and waits for it.
@@ -256,8 +212,6 @@ impl Drop for TestApp {
 pub fn jwt_part(token: &str, index: usize) -> Value {
     use base64::Engine;
     let part = token.split('.').nth(index).expect("JWT has three parts");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("base64url");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON")
 }

@@ -30,10 +30,7 @@ async fn oauth2_token(
     for scope in scopes {
         request = request.add_scope(Scope::new(scope.to_string()));
     }
-    request
-        .request_async(&app.http)
-        .await
-        .expect("client-credentials token")
+    request.request_async(&app.http).await.expect("client-credentials token")
 }
 
 /// Verifies `token` against the served JWKS the way a resource server does.
@@ -42,17 +39,8 @@ async fn verify_with_jwks(app: &TestApp, token: &str, audience: &str) -> Claims 
     let kid = header["kid"].as_str().expect("kid in header");
     let (status, _, jwks) = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(status, 200);
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("kid is published");
-    let b64 = |field: &str| {
-        URL_SAFE_NO_PAD
-            .decode(jwk[field].as_str().unwrap())
-            .unwrap()
-    };
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("kid is published");
+    let b64 = |field: &str| URL_SAFE_NO_PAD.decode(jwk[field].as_str().unwrap()).unwrap();
     let options = VerificationOptions {
         allowed_issuers: Some(HashSet::from([app.address.clone()])),
         allowed_audiences: Some(HashSet::from([audience.to_string()])),
@@ -82,23 +70,13 @@ async fn verify_with_jwks(app: &TestApp, token: &str, audience: &str) -> Claims 
 #[tokio::test]
 async fn service_gets_a_token_that_verifies_against_the_jwks() {
     let app = spawn_app().await;
-    let client = app
-        .service_client(&["orders:read", "orders:write"], &["billing", "reader"])
-        .await;
+    let client = app.service_client(&["orders:read", "orders:write"], &["billing", "reader"]).await;
 
     let token = oauth2_token(&app, &client, AuthType::BasicAuth, &["orders:read"]).await;
     assert_eq!(token.token_type(), &oauth2::basic::BasicTokenType::Bearer);
     assert_eq!(token.expires_in().unwrap().as_secs(), 900);
-    assert!(
-        token.refresh_token().is_none(),
-        "RFC 6749 §4.4.3: no refresh token"
-    );
-    let scopes: Vec<String> = token
-        .scopes()
-        .unwrap()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    assert!(token.refresh_token().is_none(), "RFC 6749 §4.4.3: no refresh token");
+    let scopes: Vec<String> = token.scopes().unwrap().iter().map(|s| s.to_string()).collect();
     assert_eq!(scopes, vec!["orders:read"]);
 
     let jwt = token.access_token().secret();
@@ -108,21 +86,12 @@ async fn service_gets_a_token_that_verifies_against_the_jwks() {
 
     let claims = verify_with_jwks(&app, jwt, &app.address).await;
     assert_eq!(claims.issuer.as_deref(), Some(app.address.as_str()));
-    assert_eq!(
-        claims.subject.as_deref(),
-        Some(format!("client:{}", client.id).as_str())
-    );
+    assert_eq!(claims.subject.as_deref(), Some(format!("client:{}", client.id).as_str()));
     assert_eq!(claims.custom["client_id"], client.id.as_str());
     assert_eq!(claims.custom["scope"], "orders:read");
-    assert_eq!(
-        claims.custom["roles"],
-        serde_json::json!(["billing", "reader"])
-    );
+    assert_eq!(claims.custom["roles"], serde_json::json!(["billing", "reader"]));
     assert!(claims.jwt_id.as_deref().is_some_and(|j| j.len() >= 22));
-    let (iat, exp) = (
-        claims.issued_at.unwrap().as_secs(),
-        claims.expires_at.unwrap().as_secs(),
-    );
+    let (iat, exp) = (claims.issued_at.unwrap().as_secs(), claims.expires_at.unwrap().as_secs());
     assert_eq!(exp - iat, 900);
 }
 
@@ -140,12 +109,8 @@ async fn client_secret_post_works_and_no_scope_means_the_clients_scopes() {
 async fn token_response_headers_and_body_follow_rfc_6749() {
     let app = spawn_app().await;
     let client = app.service_client(&["a"], &[]).await;
-    let (status, headers, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&client.id, &client.secret)),
-        )
-        .await;
+    let (status, headers, body) =
+        app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &client.secret))).await;
     assert_eq!(status, 200);
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["pragma"], "no-cache");
@@ -167,16 +132,8 @@ async fn the_clients_own_audience_goes_in_aud() {
         })
         .await;
     let token = oauth2_token(&app, &client, AuthType::BasicAuth, &[]).await;
-    let claims = verify_with_jwks(
-        &app,
-        token.access_token().secret(),
-        "https://api.example.com",
-    )
-    .await;
-    assert_eq!(
-        claims.audiences.unwrap().into_set(),
-        HashSet::from(["https://api.example.com".to_string()])
-    );
+    let claims = verify_with_jwks(&app, token.access_token().secret(), "https://api.example.com").await;
+    assert_eq!(claims.audiences.unwrap().into_set(), HashSet::from(["https://api.example.com".to_string()]));
 }
 
 #[tokio::test]
@@ -208,23 +165,13 @@ async fn tampered_token_does_not_verify() {
     parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
     let forged = parts.join(".");
     let (_, _, jwks) = app.get_json("/.well-known/jwks.json").await;
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["alg"] == "ES256")
-        .unwrap()
-        .clone();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["alg"] == "ES256").unwrap().clone();
     let mut sec1 = vec![4u8];
     sec1.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
     sec1.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
     let key = ES256PublicKey::from_bytes(&sec1).unwrap();
-    assert!(key
-        .verify_token::<serde_json::Map<String, Value>>(jwt, None)
-        .is_ok());
-    assert!(key
-        .verify_token::<serde_json::Map<String, Value>>(&forged, None)
-        .is_err());
+    assert!(key.verify_token::<serde_json::Map<String, Value>>(jwt, None).is_ok());
+    assert!(key.verify_token::<serde_json::Map<String, Value>>(&forged, None).is_err());
 }
 
 #[tokio::test]
@@ -233,8 +180,5 @@ async fn every_token_is_distinct() {
     let client = app.service_client(&[], &[]).await;
     let a = oauth2_token(&app, &client, AuthType::BasicAuth, &[]).await;
     let b = oauth2_token(&app, &client, AuthType::BasicAuth, &[]).await;
-    assert_ne!(
-        jwt_part(a.access_token().secret(), 1)["jti"],
-        jwt_part(b.access_token().secret(), 1)["jti"]
-    );
+    assert_ne!(jwt_part(a.access_token().secret(), 1)["jti"], jwt_part(b.access_token().secret(), 1)["jti"]);
 }

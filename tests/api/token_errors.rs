@@ -13,17 +13,8 @@ use serde_json::Value;
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
-    assert_eq!(
-        (status, body["error"].as_str().unwrap_or("<none>")),
-        (want_status, want_code),
-        "body: {body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty()),
-        "body: {body}"
-    );
+    assert_eq!((status, body["error"].as_str().unwrap_or("<none>")), (want_status, want_code), "body: {body}");
+    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "body: {body}");
 }
 
 async fn raw_post(
@@ -32,39 +23,24 @@ async fn raw_post(
     body: Vec<u8>,
     authorization: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut request = app
-        .http
-        .post(app.token_url())
-        .header("content-type", content_type)
-        .body(body);
+    let mut request = app.http.post(app.token_url()).header("content-type", content_type).body(body);
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.json().await.unwrap_or(Value::Null),
-    )
+    (status, headers, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn wrong_secret_is_401_invalid_client_with_basic_challenge() {
     let app = spawn_app().await;
     let client = app.service_client(&[], &[]).await;
-    let (status, headers, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&client.id, "not-the-secret")),
-        )
-        .await;
+    let (status, headers, body) =
+        app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, "not-the-secret"))).await;
     assert_error(status, &body, 401, "invalid_client");
-    assert!(headers["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .starts_with("Basic realm="));
+    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Basic realm="));
     assert_eq!(headers["cache-control"], "no-store");
 }
 
@@ -74,11 +50,7 @@ async fn wrong_secret_in_body_is_401_without_challenge() {
     let client = app.service_client(&[], &[]).await;
     let (status, headers, body) = app
         .post_token(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &client.id),
-                ("client_secret", "wrong"),
-            ],
+            &[("grant_type", "client_credentials"), ("client_id", &client.id), ("client_secret", "wrong")],
             None,
         )
         .await;
@@ -89,38 +61,17 @@ async fn wrong_secret_in_body_is_401_without_challenge() {
 #[tokio::test]
 async fn unknown_client_and_missing_credentials_are_invalid_client() {
     let app = spawn_app().await;
-    let (status, _, unknown) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some(("no-such-client", "x")),
-        )
-        .await;
+    let (status, _, unknown) =
+        app.post_token(&[("grant_type", "client_credentials")], Some(("no-such-client", "x"))).await;
     assert_error(status, &unknown, 401, "invalid_client");
     let client = app.service_client(&[], &[]).await;
-    let (_, _, wrong) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&client.id, "x")),
-        )
-        .await;
-    assert_eq!(
-        unknown, wrong,
-        "unknown id and wrong secret must look the same"
-    );
+    let (_, _, wrong) = app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, "x"))).await;
+    assert_eq!(unknown, wrong, "unknown id and wrong secret must look the same");
 
-    let (status, _, body) = app
-        .post_token(&[("grant_type", "client_credentials")], None)
-        .await;
+    let (status, _, body) = app.post_token(&[("grant_type", "client_credentials")], None).await;
     assert_error(status, &body, 401, "invalid_client");
-    let (status, _, body) = app
-        .post_token(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &client.id),
-            ],
-            None,
-        )
-        .await;
+    let (status, _, body) =
+        app.post_token(&[("grant_type", "client_credentials"), ("client_id", &client.id)], None).await;
     assert_error(status, &body, 401, "invalid_client");
 }
 
@@ -153,10 +104,7 @@ async fn malformed_scope_is_invalid_scope() {
     let app = spawn_app().await;
     let client = app.service_client(&["read"], &[]).await;
     let (status, _, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials"), ("scope", "re\"ad")],
-            Some((&client.id, &client.secret)),
-        )
+        .post_token(&[("grant_type", "client_credentials"), ("scope", "re\"ad")], Some((&client.id, &client.secret)))
         .await;
     assert_error(status, &body, 400, "invalid_scope");
 }
@@ -171,12 +119,8 @@ async fn a_client_not_registered_for_the_grant_is_unauthorized_client() {
             ..NewClient::default()
         })
         .await;
-    let (status, _, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&web_app.id, &web_app.secret)),
-        )
-        .await;
+    let (status, _, body) =
+        app.post_token(&[("grant_type", "client_credentials")], Some((&web_app.id, &web_app.secret))).await;
     assert_error(status, &body, 400, "unauthorized_client");
 }
 
@@ -184,12 +128,7 @@ async fn a_client_not_registered_for_the_grant_is_unauthorized_client() {
 async fn password_implicit_and_unknown_grants_are_unsupported() {
     let app = spawn_app().await;
     let client = app.service_client(&[], &[]).await;
-    for grant in [
-        "password",
-        "implicit",
-        "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "magic",
-    ] {
+    for grant in ["password", "implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer", "magic"] {
         let (status, _, body) = app
             .post_token(
                 &[("grant_type", grant), ("username", "u"), ("password", "p")],
@@ -204,25 +143,16 @@ async fn password_implicit_and_unknown_grants_are_unsupported() {
 async fn missing_grant_type_and_repeated_parameters_are_invalid_request() {
     let app = spawn_app().await;
     let client = app.service_client(&["a", "b"], &[]).await;
-    let (status, _, body) = app
-        .post_token(&[("scope", "a")], Some((&client.id, &client.secret)))
-        .await;
+    let (status, _, body) = app.post_token(&[("scope", "a")], Some((&client.id, &client.secret))).await;
     assert_error(status, &body, 400, "invalid_request");
     let (status, _, body) = app
         .post_token(
-            &[
-                ("grant_type", "client_credentials"),
-                ("scope", "a"),
-                ("scope", "b"),
-            ],
+            &[("grant_type", "client_credentials"), ("scope", "a"), ("scope", "b")],
             Some((&client.id, &client.secret)),
         )
         .await;
     assert_error(status, &body, 400, "invalid_request");
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("scope"));
+    assert!(body["error_description"].as_str().unwrap().contains("scope"));
 }
 
 #[tokio::test]
@@ -231,11 +161,7 @@ async fn two_authentication_methods_are_invalid_request() {
     let client = app.service_client(&[], &[]).await;
     let (status, _, body) = app
         .post_token(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &client.id),
-                ("client_secret", &client.secret),
-            ],
+            &[("grant_type", "client_credentials"), ("client_id", &client.id), ("client_secret", &client.secret)],
             Some((&client.id, &client.secret)),
         )
         .await;
@@ -245,13 +171,8 @@ async fn two_authentication_methods_are_invalid_request() {
 #[tokio::test]
 async fn wrong_content_type_is_invalid_request() {
     let app = spawn_app().await;
-    let (status, headers, body) = raw_post(
-        &app,
-        "application/json",
-        br#"{"grant_type":"client_credentials"}"#.to_vec(),
-        None,
-    )
-    .await;
+    let (status, headers, body) =
+        raw_post(&app, "application/json", br#"{"grant_type":"client_credentials"}"#.to_vec(), None).await;
     assert_error(status, &body, 400, "invalid_request");
     assert_eq!(headers["cache-control"], "no-store");
 }
@@ -267,30 +188,14 @@ async fn malformed_bodies_and_headers_get_a_4xx_never_a_5xx() {
     assert_error(status, &body, 400, "invalid_request");
     let (status, _, body) = raw_post(&app, form, vec![0xff, 0xfe, 0x00, 0x80], None).await;
     assert!((400..500).contains(&status), "{status} {body}");
-    let (status, headers, body) = raw_post(
-        &app,
-        form,
-        b"grant_type=client_credentials".to_vec(),
-        Some("Basic %%%"),
-    )
-    .await;
+    let (status, headers, body) =
+        raw_post(&app, form, b"grant_type=client_credentials".to_vec(), Some("Basic %%%")).await;
     assert_error(status, &body, 401, "invalid_client");
     assert!(headers.contains_key("www-authenticate"));
-    let (status, _, body) = raw_post(
-        &app,
-        form,
-        b"grant_type=client_credentials".to_vec(),
-        Some("Bearer abc"),
-    )
-    .await;
+    let (status, _, body) = raw_post(&app, form, b"grant_type=client_credentials".to_vec(), Some("Bearer abc")).await;
     assert_error(status, &body, 401, "invalid_client");
     let long_id = "i".repeat(5000);
-    let (status, _, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&long_id, "s")),
-        )
-        .await;
+    let (status, _, body) = app.post_token(&[("grant_type", "client_credentials")], Some((&long_id, "s"))).await;
     assert_error(status, &body, 401, "invalid_client");
     // GET is not a token request.
     let response = app.http.get(app.token_url()).send().await.unwrap();
@@ -303,56 +208,29 @@ async fn disabled_client_and_rotated_secret_stop_working() {
     let client = app.service_client(&[], &[]).await;
     let store = app.state.store();
 
-    let new_secret = clients::rotate_secret(store, &client.id, unix_now())
-        .await
-        .unwrap();
-    let (status, _, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&client.id, &client.secret)),
-        )
-        .await;
+    let new_secret = clients::rotate_secret(store, &client.id, unix_now()).await.unwrap();
+    let (status, _, body) =
+        app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &client.secret))).await;
     assert_error(status, &body, 401, "invalid_client");
-    let (status, _, _) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&client.id, &new_secret)),
-        )
-        .await;
+    let (status, _, _) = app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &new_secret))).await;
     assert_eq!(status, 200);
 
-    clients::disable(store, &client.id, unix_now())
-        .await
-        .unwrap();
-    let (status, _, body) = app
-        .post_token(
-            &[("grant_type", "client_credentials")],
-            Some((&client.id, &new_secret)),
-        )
-        .await;
+    clients::disable(store, &client.id, unix_now()).await.unwrap();
+    let (status, _, body) =
+        app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &new_secret))).await;
     assert_error(status, &body, 401, "invalid_client");
 }
 
 #[tokio::test]
 async fn client_cache_bounds_how_long_a_disabled_client_keeps_working() {
-    let app =
-        spawn_app_with(|s| s.client_cache_ttl = latchkey::config::HumanDuration::secs(1)).await;
+    let app = spawn_app_with(|s| s.client_cache_ttl = latchkey::config::HumanDuration::secs(1)).await;
     let client = app.service_client(&[], &[]).await;
     let creds = Some((client.id.as_str(), client.secret.as_str()));
-    assert_eq!(
-        app.post_token(&[("grant_type", "client_credentials")], creds)
-            .await
-            .0,
-        200
-    );
-    clients::disable(app.state.store(), &client.id, unix_now())
-        .await
-        .unwrap();
+    assert_eq!(app.post_token(&[("grant_type", "client_credentials")], creds).await.0, 200);
+    clients::disable(app.state.store(), &client.id, unix_now()).await.unwrap();
     // Within the TTL the cached copy may still answer; after it, never.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, _, body) = app
-        .post_token(&[("grant_type", "client_credentials")], creds)
-        .await;
+    let (status, _, body) = app.post_token(&[("grant_type", "client_credentials")], creds).await;
     assert_error(status, &body, 401, "invalid_client");
 }
 
@@ -372,14 +250,7 @@ async fn public_clients_cannot_use_client_credentials() {
     .await
     .unwrap();
     assert!(secret.is_none());
-    let (status, _, body) = app
-        .post_token(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &client.id),
-            ],
-            None,
-        )
-        .await;
+    let (status, _, body) =
+        app.post_token(&[("grant_type", "client_credentials"), ("client_id", &client.id)], None).await;
     assert_error(status, &body, 400, "unauthorized_client");
 }

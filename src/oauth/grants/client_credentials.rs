@@ -21,50 +21,30 @@ pub fn grant(
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     // RFC 6749 §4.4: only confidential clients, and only those registered for this grant.
-    if client.kind != ClientKind::Confidential || !client.allows_grant(GrantType::ClientCredentials)
-    {
-        return Err(OAuthError::unauthorized_client(
-            "this client is not allowed to use the client_credentials grant",
-        ));
+    if client.kind != ClientKind::Confidential || !client.allows_grant(GrantType::ClientCredentials) {
+        return Err(OAuthError::unauthorized_client("this client is not allowed to use the client_credentials grant"));
     }
     // RFC 6749 §3.3: no scope requested → the client's pre-defined default (all it may have).
     let scope = match params.get("scope") {
         None => client.scopes.clone(),
         Some(raw) => {
-            let requested =
-                ScopeSet::parse(raw).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+            let requested = ScopeSet::parse(raw).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
             let refused: Vec<&str> = requested.not_in(&client.scopes).collect();
             if !refused.is_empty() {
-                return Err(OAuthError::invalid_scope(format!(
-                    "this client may not request: {}",
-                    refused.join(" ")
-                )));
+                return Err(OAuthError::invalid_scope(format!("this client may not request: {}", refused.join(" "))));
             }
             requested
         }
     };
     let subject = client_subject(&client.id);
-    let audience = client
-        .audience
-        .as_deref()
-        .unwrap_or(&settings.default_audience);
+    let audience = client.audience.as_deref().unwrap_or(&settings.default_audience);
     let minted = mint(
         keys,
         settings,
-        AccessTokenRequest {
-            subject: &subject,
-            audience,
-            client_id: &client.id,
-            scope: &scope,
-            roles: &client.roles,
-        },
+        AccessTokenRequest { subject: &subject, audience, client_id: &client.id, scope: &scope, roles: &client.roles },
         now,
     )
     .map_err(|e| OAuthError::server_error(&e))?;
     // RFC 6749 §4.4.3: a refresh token SHOULD NOT be included.
-    Ok(TokenResponse::bearer(
-        minted.token,
-        minted.expires_in,
-        scope.to_string(),
-    ))
+    Ok(TokenResponse::bearer(minted.token, minted.expires_in, scope.to_string()))
 }

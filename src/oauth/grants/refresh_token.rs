@@ -1,0 +1,75 @@
+//! The refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
+
+use super::super::issue::{issue_user_tokens, Issue};
+use super::super::params::Params;
+use super::super::token::{TokenResponse, TokenSettings};
+use super::super::OAuthError;
+use crate::domain::{Client, GrantType, RefreshRotation, ScopeSet};
+use crate::keys::KeyRing;
+use crate::secret::sha256;
+use crate::store::{GrantStore, UserStore};
+
+const MAX_TOKEN: usize = 256;
+
+pub async fn grant<S: GrantStore + UserStore>(
+    store: &S,
+    keys: &KeyRing,
+    settings: &TokenSettings,
+    client: &Client,
+    params: &Params,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    if !client.allows_grant(GrantType::RefreshToken) {
+        return Err(OAuthError::unauthorized_client("this client may not use the refresh_token grant"));
+    }
+    let token = params.require("refresh_token")?;
+    if token.len() > MAX_TOKEN {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    }
+    let (grant, token_scopes) = match store.rotate_refresh_token(&sha256(token), &client.id, now).await? {
+        RefreshRotation::Rotated { grant, scopes } => (grant, scopes),
+        RefreshRotation::Reused { grant_id } => {
+            // A rotated token came back: it was stolen, or a client raced itself. Either way
+            // the whole family ends (RFC 9700 §4.14.2).
+            store.revoke_grant(&grant_id, now).await?;
+            tracing::warn!(client_id = %client.id, grant_id = %grant_id, "refresh token reused; grant revoked");
+            return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
+        }
+        RefreshRotation::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid, expired, revoked, or was issued to another client",
+            ))
+        }
+    };
+    // RFC 6749 §6: a narrower scope is allowed; anything beyond the original is not.
+    let access_scopes = match params.get("scope") {
+        None => token_scopes.clone(),
+        Some(raw) => {
+            let requested = ScopeSet::parse(raw).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+            let wider: Vec<&str> = requested.not_in(&token_scopes).collect();
+            if !wider.is_empty() {
+                return Err(OAuthError::invalid_scope(format!("not granted originally: {}", wider.join(" "))));
+            }
+            requested
+        }
+    };
+    let user = store
+        .find_user(&grant.user_sub)
+        .await?
+        .filter(|u| u.is_enabled())
+        .ok_or_else(|| OAuthError::invalid_grant("the user of this grant can no longer sign in"))?;
+    issue_user_tokens(
+        store,
+        keys,
+        settings,
+        Issue {
+            client,
+            user: &user,
+            grant: &grant,
+            access_scopes: &access_scopes,
+            refresh_scopes: Some(&token_scopes),
+        },
+        now,
+    )
+    .await
+}

@@ -1,0 +1,262 @@
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{GrantStore, Store, StoreError, StoreResult};
+use crate::domain::{CodeRecord, CodeRedemption, Grant, RefreshRotation, ScopeSet};
+
+const GRANT_COLUMNS: &str =
+    "id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at";
+
+fn scopes(raw: &str, what: &str) -> StoreResult<ScopeSet> {
+    ScopeSet::parse(raw).map_err(|e| StoreError::Corrupt(format!("{what}: scopes: {e}")))
+}
+
+fn grant_from_row(row: &AnyRow) -> StoreResult<Grant> {
+    let id: String = row.try_get("id")?;
+    let amr: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("amr")?)
+        .map_err(|e| StoreError::Corrupt(format!("grant {id}: amr: {e}")))?;
+    Ok(Grant {
+        client_id: row.try_get("client_id")?,
+        user_sub: row.try_get("user_sub")?,
+        scopes: scopes(&row.try_get::<String, _>("scopes")?, &id)?,
+        auth_time: row.try_get("auth_time")?,
+        amr,
+        nonce: row.try_get("nonce")?,
+        sid: row.try_get("sid")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        id,
+    })
+}
+
+impl Store {
+    async fn live_grant(&self, id: &str, now: i64) -> StoreResult<Option<Grant>> {
+        let row = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2"
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+}
+
+impl GrantStore for Store {
+    async fn create_grant_with_code(&self, g: &Grant, c: &CodeRecord) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO grants (id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+        )
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.user_sub)
+        .bind(g.scopes.to_string())
+        .bind(g.auth_time)
+        .bind(serde_json::Value::from(g.amr.clone()).to_string())
+        .bind(g.nonce.clone())
+        .bind(g.sid.clone())
+        .bind(g.created_at)
+        .bind(g.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, \
+             created_at, expires_at, consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+        )
+        .bind(c.code_hash.to_vec())
+        .bind(&c.grant_id)
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(i64::from(c.redirect_uri_sent))
+        .bind(&c.code_challenge)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code_hash: &[u8; 32], client_id: &str, now: i64) -> StoreResult<CodeRedemption> {
+        // One conditional UPDATE: of any number of concurrent redemptions exactly one gets the
+        // row back (shared/design.md rule 3).
+        let row = sqlx::query(
+            "UPDATE authorization_codes SET consumed_at = $3 \
+             WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
+             RETURNING grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, created_at, expires_at",
+        )
+        .bind(code_hash.to_vec())
+        .bind(client_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            let previous = sqlx::query(
+                "SELECT grant_id FROM authorization_codes WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NOT NULL",
+            )
+            .bind(code_hash.to_vec())
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            return Ok(match previous {
+                Some(row) => CodeRedemption::Replayed { grant_id: row.try_get("grant_id")? },
+                None => CodeRedemption::Invalid,
+            });
+        };
+        let code = CodeRecord {
+            code_hash: *code_hash,
+            grant_id: row.try_get("grant_id")?,
+            client_id: row.try_get("client_id")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
+            code_challenge: row.try_get("code_challenge")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        Ok(match self.live_grant(&code.grant_id, now).await? {
+            Some(grant) => CodeRedemption::Redeemed { code, grant },
+            None => CodeRedemption::Invalid,
+        })
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_grants_of_session(&self, sid: &str, now: i64) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        grant_id: &str,
+        scopes: &ScopeSet,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(token_hash.to_vec())
+        .bind(grant_id)
+        .bind(scopes.to_string())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<RefreshRotation> {
+        // Marks the token used only if it is live and its grant is this client's and live:
+        // parallel refreshes with one token get exactly one row back.
+        let row = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL AND expires_at > $2) \
+             RETURNING grant_id, scopes",
+        )
+        .bind(token_hash.to_vec())
+        .bind(now)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            let previous = sqlx::query(
+                "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+                 WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NOT NULL",
+            )
+            .bind(token_hash.to_vec())
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            return Ok(match previous {
+                Some(row) => RefreshRotation::Reused { grant_id: row.try_get("grant_id")? },
+                None => RefreshRotation::Invalid,
+            });
+        };
+        let grant_id: String = row.try_get("grant_id")?;
+        let token_scopes = scopes(&row.try_get::<String, _>("scopes")?, &grant_id)?;
+        Ok(match self.live_grant(&grant_id, now).await? {
+            Some(grant) => RefreshRotation::Rotated { grant, scopes: token_scopes },
+            None => RefreshRotation::Invalid,
+        })
+    }
+
+    async fn record_access_token(&self, jti: &str, grant_id: &str, expires_at: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO access_tokens (jti, grant_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(jti)
+            .bind(grant_id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn access_token_is_live(&self, jti: &str, now: i64) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS live FROM access_tokens a JOIN grants g ON g.id = a.grant_id \
+             WHERE a.jti = $1 AND a.expires_at > $2 AND g.revoked_at IS NULL",
+        )
+        .bind(jti)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn find_consent(&self, user_sub: &str, client_id: &str) -> StoreResult<Option<ScopeSet>> {
+        let row = sqlx::query("SELECT scopes FROM consents WHERE user_sub = $1 AND client_id = $2")
+            .bind(user_sub)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| scopes(&r.try_get::<String, _>("scopes")?, "consent")).transpose()
+    }
+
+    async fn save_consent(&self, user_sub: &str, client_id: &str, granted: &ScopeSet, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO consents (user_sub, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_sub, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
+        )
+        .bind(user_sub)
+        .bind(client_id)
+        .bind(granted.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_expired(&self, now: i64) -> StoreResult<u64> {
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM authorization_codes WHERE expires_at < $1",
+            "DELETE FROM access_tokens WHERE expires_at < $1",
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            "DELETE FROM sessions WHERE expires_at < $1",
+        ] {
+            removed += sqlx::query(sql).bind(now).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(removed)
+    }
+}
