@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::keys::{ensure_initial_keys, install_cached_signer, MasterKey};
 use crate::state::{unix_now, AppState};
 use crate::store::Store;
+use crate::web::templates::Templates;
 
 /// Connects to the database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -71,7 +72,8 @@ impl Application {
         let password_settings = settings.password_settings();
         // Building the hasher computes the dummy hash once: off the runtime.
         let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(&password_settings)).await??;
-        let state = AppState::new(settings, store, master_key, keys, passwords);
+        let templates = Templates::load(settings.templates_dir.clone()).context("cannot load the page templates")?;
+        let state = AppState::new(settings, store, master_key, keys, passwords, templates);
         let router = crate::http::router::build(state.clone());
         Ok(Self { listener, router, state })
     }

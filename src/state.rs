@@ -14,6 +14,7 @@ use crate::oauth::access_token::AccessTokenSettings;
 use crate::oauth::token::TokenSettings;
 use crate::oidc::id_token::IdTokenSettings;
 use crate::store::{ClientCache, Store};
+use crate::web::templates::Templates;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -27,6 +28,7 @@ struct Inner {
     master_key: MasterKey,
     tokens: TokenSettings,
     passwords: PasswordHasher,
+    templates: Templates,
     discovery: Bytes,
     public_cache_control: HeaderValue,
     shutting_down: AtomicBool,
@@ -47,6 +49,7 @@ impl AppState {
         master_key: MasterKey,
         keys: KeyRing,
         passwords: PasswordHasher,
+        templates: Templates,
     ) -> Self {
         let tokens = TokenSettings {
             access: AccessTokenSettings {
@@ -76,6 +79,7 @@ impl AppState {
             master_key,
             tokens,
             passwords,
+            templates,
             discovery,
             public_cache_control,
             shutting_down: AtomicBool::new(false),
@@ -100,6 +104,9 @@ impl AppState {
     }
     pub fn token_settings(&self) -> &TokenSettings {
         &self.0.tokens
+    }
+    pub fn templates(&self) -> &Templates {
+        &self.0.templates
     }
     pub fn passwords(&self) -> &PasswordHasher {
         &self.0.passwords

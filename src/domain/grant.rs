@@ -35,7 +35,7 @@ pub struct CodeRecord {
 #[derive(Clone, Debug)]
 pub enum CodeRedemption {
     /// First use: the code is now consumed.
-    Redeemed { code: CodeRecord, grant: Grant },
+    Redeemed { code: Box<CodeRecord>, grant: Box<Grant> },
     /// The code was redeemed before: a replay. The caller revokes the grant.
     Replayed { grant_id: String },
     /// Unknown, expired, or issued to another client.
@@ -46,7 +46,7 @@ pub enum CodeRedemption {
 #[derive(Clone, Debug)]
 pub enum RefreshRotation {
     /// The token was live and is now used; its grant and scopes are returned.
-    Rotated { grant: Grant, scopes: ScopeSet },
+    Rotated { grant: Box<Grant>, scopes: ScopeSet },
     /// The token had been used already: reuse. The caller revokes the grant.
     Reused { grant_id: String },
     /// Unknown, expired, revoked, or another client's.

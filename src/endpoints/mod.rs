@@ -1,9 +1,11 @@
 //! Thin protocol handlers, one file per endpoint: extract → core function → render.
 
+pub mod authorize;
 pub mod discovery;
 pub mod health;
 pub mod jwks;
 pub mod token;
+pub mod userinfo;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;

@@ -12,6 +12,10 @@ use super::headers::security_headers;
 use super::paths;
 use crate::endpoints;
 use crate::state::AppState;
+use crate::store::DbSessionStore;
+use crate::web;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 /// Longest a request may take before the client gets a 408; bounds slow-loris style requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,11 +23,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn build(state: AppState) -> Router {
     let https = state.settings().issuer.starts_with("https://");
     let max_body = state.settings().max_body_bytes;
+    // Browser-facing routes get the session; API routes never set a cookie.
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.store().clone()))
+        // RFC 6265bis §4.1.3.2: with https the __Host- prefix pins the cookie to this host, path /.
+        .with_name(if https { "__Host-latchkey" } else { "latchkey_session" })
+        .with_secure(https)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings().session_idle_ttl.as_secs())));
+    let pages = Router::new()
+        .route(paths::HOME, get(web::home::home))
+        .route(paths::AUTHORIZE, get(endpoints::authorize::authorize).post(endpoints::authorize::authorize))
+        .route(paths::AUTHORIZE_CONTINUE, get(endpoints::authorize::resume_pending))
+        .route(paths::LOGIN, get(web::login::show).post(web::login::submit))
+        .route(paths::CONSENT, get(web::consent::show).post(web::consent::submit))
+        .route(paths::LOGOUT, get(web::logout::logout).post(web::logout::logout))
+        .layer(sessions);
     let mut router = Router::new()
+        .merge(pages)
+        .route(paths::STYLESHEET, get(web::assets::stylesheet))
         .route(paths::DISCOVERY, get(endpoints::discovery::metadata))
         .route(paths::AUTHORIZATION_SERVER_METADATA, get(endpoints::discovery::metadata))
         .route(paths::JWKS, get(endpoints::jwks::jwks))
         .route(paths::TOKEN, post(endpoints::token::token))
+        .route(paths::USERINFO, get(endpoints::userinfo::userinfo).post(endpoints::userinfo::userinfo))
         .route(paths::HEALTHZ, get(endpoints::health::healthz))
         .route(paths::READYZ, get(endpoints::health::readyz))
         .fallback(endpoints::not_found)

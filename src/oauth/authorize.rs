@@ -300,3 +300,78 @@ pub fn error_redirect(
     params.push(("iss", issuer));
     redirect_uri.with_params(&params)
 }
+
+/// Who is authorizing, as the session knows them.
+pub struct Authorizer<'a> {
+    pub sub: &'a str,
+    pub auth_time: i64,
+    pub amr: &'a [String],
+    pub sid: &'a str,
+}
+
+/// Lifetimes used when a code is issued.
+pub struct CodeSettings<'a> {
+    pub issuer: &'a str,
+    pub code_ttl_secs: i64,
+    pub grant_ttl_secs: i64,
+}
+
+/// Creates the grant and its single-use code, and returns where to send the browser:
+/// `redirect_uri?code=…&state=…&iss=…` (RFC 6749 §4.1.2, RFC 9207 §2).
+pub async fn issue_code<S: crate::store::GrantStore>(
+    store: &S,
+    request: &AuthorizationRequest,
+    who: Authorizer<'_>,
+    settings: CodeSettings<'_>,
+    now: i64,
+) -> Result<String, OAuthError> {
+    use crate::domain::{CodeRecord, Grant};
+    use crate::secret::{random_id, random_token, sha256};
+
+    let grant = Grant {
+        id: random_id(22),
+        client_id: request.client_id.clone(),
+        user_sub: who.sub.to_string(),
+        scopes: request.scopes(),
+        auth_time: who.auth_time,
+        amr: who.amr.to_vec(),
+        nonce: request.nonce.clone(),
+        sid: Some(who.sid.to_string()),
+        created_at: now,
+        expires_at: now + settings.grant_ttl_secs,
+        revoked_at: None,
+    };
+    // 256 bits from a CSPRNG; only the hash is stored (shared/security.md).
+    let code = random_token(32);
+    let record = CodeRecord {
+        code_hash: sha256(&code),
+        grant_id: grant.id.clone(),
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.as_str().to_string(),
+        redirect_uri_sent: request.redirect_uri_sent,
+        code_challenge: request.code_challenge.clone(),
+        created_at: now,
+        expires_at: now + settings.code_ttl_secs,
+    };
+    store.create_grant_with_code(&grant, &record).await?;
+    let mut params = vec![("code", code.as_str())];
+    if let Some(state) = &request.state {
+        params.push(("state", state));
+    }
+    params.push(("iss", settings.issuer));
+    Ok(request.redirect_uri.with_params(&params))
+}
+
+/// Whether the user must be asked: first-party clients never; others when `prompt=consent`
+/// was not yet answered or the stored consent does not cover every requested scope.
+pub fn needs_consent(
+    first_party: bool,
+    prompt_consent_pending: bool,
+    stored: Option<&ScopeSet>,
+    requested: &ScopeSet,
+) -> bool {
+    if first_party {
+        return false;
+    }
+    prompt_consent_pending || !stored.is_some_and(|s| requested.is_subset_of(s))
+}

@@ -4,20 +4,32 @@
 
 use serde_json::{json, Value};
 
+use super::claims::{KNOWN_SCOPES, SUPPORTED_CLAIMS};
 use crate::http::paths;
 
 pub fn metadata(issuer: &str) -> Value {
     let url = |path: &str| format!("{issuer}{path}");
     json!({
         "issuer": issuer,
+        "authorization_endpoint": url(paths::AUTHORIZE),
         "token_endpoint": url(paths::TOKEN),
+        "userinfo_endpoint": url(paths::USERINFO),
         "jwks_uri": url(paths::JWKS),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        // No authorization endpoint yet, so no response type is supported (RFC 8414 §2 lists
-        // the values "this authorization server supports": none, truthfully).
-        "response_types_supported": [],
+        "end_session_endpoint": url(paths::LOGOUT),
+        "scopes_supported": KNOWN_SCOPES.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": SUPPORTED_CLAIMS.iter().chain(["email_verified", "roles"].iter()).collect::<Vec<_>>(),
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        // RFC 9207: every authorization response carries `iss`.
+        "authorization_response_iss_parameter_supported": true,
     })
 }

@@ -3,3 +3,4 @@
 pub mod claims;
 pub mod discovery;
 pub mod id_token;
+pub mod userinfo;

@@ -117,7 +117,7 @@ impl GrantStore for Store {
             expires_at: row.try_get("expires_at")?,
         };
         Ok(match self.live_grant(&code.grant_id, now).await? {
-            Some(grant) => CodeRedemption::Redeemed { code, grant },
+            Some(grant) => CodeRedemption::Redeemed { code: Box::new(code), grant: Box::new(grant) },
             None => CodeRedemption::Invalid,
         })
     }
@@ -197,7 +197,7 @@ impl GrantStore for Store {
         let grant_id: String = row.try_get("grant_id")?;
         let token_scopes = scopes(&row.try_get::<String, _>("scopes")?, &grant_id)?;
         Ok(match self.live_grant(&grant_id, now).await? {
-            Some(grant) => RefreshRotation::Rotated { grant, scopes: token_scopes },
+            Some(grant) => RefreshRotation::Rotated { grant: Box::new(grant), scopes: token_scopes },
             None => RefreshRotation::Invalid,
         })
     }

@@ -14,15 +14,24 @@ async fn both_metadata_documents_describe_what_is_served() {
     assert_eq!(oidc["issuer"], app.address.as_str());
     assert_eq!(oidc["token_endpoint"], app.url("/token"));
     assert_eq!(oidc["jwks_uri"], app.url("/.well-known/jwks.json"));
-    assert_eq!(oidc["grant_types_supported"], serde_json::json!(["client_credentials"]));
+    assert_eq!(oidc["authorization_endpoint"], app.url("/authorize"));
+    assert_eq!(oidc["userinfo_endpoint"], app.url("/userinfo"));
+    assert_eq!(oidc["end_session_endpoint"], app.url("/logout"));
+    assert_eq!(
+        oidc["grant_types_supported"],
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
     assert_eq!(
         oidc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
-    // Nothing that is not implemented yet is advertised.
-    assert!(oidc.get("authorization_endpoint").is_none());
-    assert!(oidc.get("userinfo_endpoint").is_none());
-    assert_eq!(oidc["response_types_supported"], serde_json::json!([]));
+    assert_eq!(oidc["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(oidc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(oidc["authorization_response_iss_parameter_supported"], true);
+    // Nothing unimplemented is advertised.
+    assert_eq!(oidc["request_parameter_supported"], false);
+    assert!(oidc.get("registration_endpoint").is_none());
+    assert!(oidc.get("introspection_endpoint").is_none());
 
     // Every advertised URL is served.
     let jwks = app.http.get(oidc["jwks_uri"].as_str().unwrap()).send().await.unwrap();

@@ -1,0 +1,176 @@
+//! `GET`/`POST /authorize` (RFC 6749 §4.1.1, OIDC Core §3.1.2) and the step that resumes a
+//! pending request after sign-in or consent.
+
+use axum::body::Bytes;
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::http::paths;
+use crate::oauth::authorize::{
+    error_redirect, issue_code, needs_consent, validate, AuthorizeError, Authorizer, CodeSettings, RawParams,
+};
+use crate::oauth::client_auth::ClientLookup;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::secret::random_token;
+use crate::state::{unix_now, AppState};
+use crate::store::{GrantStore, UserStore};
+use crate::web::pages::{error_page, see_other};
+use crate::web::session::{self, Pending, WebResult};
+
+pub async fn authorize(
+    State(state): State<AppState>,
+    session: Session,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let raw = if method == Method::POST {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        if !form {
+            return error_page(&state, StatusCode::BAD_REQUEST, "Invalid request", "The request body must be a form.");
+        }
+        body.to_vec()
+    } else {
+        query.unwrap_or_default().into_bytes()
+    };
+    let params = RawParams::parse(&raw);
+    let now = unix_now();
+    let (request, _client) = match validate(state.clients(), &params).await {
+        Ok(ok) => ok,
+        Err(AuthorizeError::Page { title, detail }) => {
+            return error_page(&state, StatusCode::BAD_REQUEST, title, &detail)
+        }
+        Err(AuthorizeError::Redirect { redirect_uri, error, state: app_state }) => {
+            return see_other(&error_redirect(&redirect_uri, &error, app_state.as_deref(), &state.settings().issuer))
+        }
+    };
+    let pending = Pending { rid: random_token(16), request, created_at: now, login_at: None, consent_done: false };
+    let rid = pending.rid.clone();
+    if let Err(response) = session::save_pending(&state, &session, pending, now).await {
+        return response;
+    }
+    match resume(&state, &session, &rid, now).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Rid {
+    rid: Option<String>,
+}
+
+/// `GET /authorize/continue?rid=…`: where sign-in and consent send the browser back to.
+pub async fn resume_pending(State(state): State<AppState>, session: Session, Query(q): Query<Rid>) -> Response {
+    let Some(rid) = q.rid else {
+        return error_page(&state, StatusCode::BAD_REQUEST, "Invalid request", "Nothing to continue.");
+    };
+    match resume(&state, &session, &rid, unix_now()).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+fn expired(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This sign-in has expired",
+        "The sign-in request is no longer valid. Go back to the application and start again.",
+    )
+}
+
+/// Decides the next step of a pending request: sign-in page, consent page, or the code.
+pub async fn resume(state: &AppState, session: &Session, rid: &str, now: i64) -> WebResult<Response> {
+    let Some(pending) = session::pending(state, session, rid, now).await? else {
+        return Ok(expired(state));
+    };
+    let request = pending.request.clone();
+    let issuer = &state.settings().issuer;
+    let to_app = |code: ErrorCode, description: &str| {
+        see_other(&error_redirect(
+            &request.redirect_uri,
+            &OAuthError::new(code, description.to_string()),
+            request.state.as_deref(),
+            issuer,
+        ))
+    };
+    let client = match state.clients().lookup_client(&request.client_id).await {
+        Ok(Some(client)) if client.is_enabled() => client,
+        Ok(_) => {
+            return Ok(error_page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "This application is disabled.",
+            ))
+        }
+        Err(e) => return Ok(to_app(ErrorCode::TemporarilyUnavailable, &OAuthError::from(e).description)),
+    };
+
+    // Sign-in: needed without a session, after prompt=login until the user signs in again,
+    // and when the last sign-in is older than max_age (OIDC Core §3.1.2.1).
+    let mut user = session::signed_in(state, session).await?;
+    if let Some(signed) = &user {
+        let still_valid = match state.store().find_user(&signed.sub).await {
+            Ok(found) => found.is_some_and(|u| u.is_enabled()),
+            Err(e) => return Ok(to_app(ErrorCode::TemporarilyUnavailable, &OAuthError::from(e).description)),
+        };
+        if !still_valid {
+            session::end(state, session).await?;
+            user = None;
+        }
+    }
+    let fresh_enough = |auth_time: i64| request.max_age.is_none_or(|max| now - auth_time <= max);
+    let login_needed = match &user {
+        None => true,
+        Some(u) => (request.prompt.login && pending.login_at.is_none()) || !fresh_enough(u.auth_time),
+    };
+    if login_needed {
+        if request.prompt.none {
+            session::remove_pending(state, session, rid, now).await?;
+            return Ok(to_app(ErrorCode::LoginRequired, "the user is not signed in"));
+        }
+        return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
+    }
+    let Some(user) = user else { return Ok(expired(state)) };
+
+    // Consent.
+    let requested = request.scopes();
+    let stored = match state.store().find_consent(&user.sub, &client.id).await {
+        Ok(stored) => stored,
+        Err(e) => return Ok(to_app(ErrorCode::TemporarilyUnavailable, &OAuthError::from(e).description)),
+    };
+    if needs_consent(client.first_party, request.prompt.consent && !pending.consent_done, stored.as_ref(), &requested) {
+        if request.prompt.none {
+            session::remove_pending(state, session, rid, now).await?;
+            return Ok(to_app(ErrorCode::ConsentRequired, "the user has not consented to these scopes"));
+        }
+        return Ok(see_other(&format!("{}?rid={rid}", paths::CONSENT)));
+    }
+
+    // Everything is settled: issue the code. The pending request is used up either way.
+    session::remove_pending(state, session, rid, now).await?;
+    let settings = state.settings();
+    let location = issue_code(
+        state.store(),
+        &request,
+        Authorizer { sub: &user.sub, auth_time: user.auth_time, amr: &user.amr, sid: &user.sid },
+        CodeSettings {
+            issuer,
+            code_ttl_secs: settings.authorization_code_ttl.as_secs(),
+            grant_ttl_secs: settings.refresh_token_absolute_ttl.as_secs(),
+        },
+        now,
+    )
+    .await;
+    Ok(match location {
+        Ok(location) => see_other(&location),
+        Err(error) => to_app(error.code, &error.description),
+    })
+}

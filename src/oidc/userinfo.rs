@@ -1,0 +1,49 @@
+//! The UserInfo endpoint's core (OIDC Core §5.3): a valid, live access token with `openid`
+//! gets the claims its scopes release.
+
+use serde_json::{Map, Value};
+
+use super::claims::user_claims;
+use crate::domain::ScopeSet;
+use crate::keys::KeyRing;
+use crate::oauth::verify::{verify_jwt, Expect};
+use crate::oauth::{Challenge, ErrorCode, OAuthError};
+use crate::store::{GrantStore, UserStore};
+
+pub async fn userinfo<S: GrantStore + UserStore>(
+    store: &S,
+    keys: &KeyRing,
+    issuer: &str,
+    token: &str,
+    now: i64,
+) -> Result<Map<String, Value>, OAuthError> {
+    let claims =
+        verify_jwt(keys, token, issuer, Expect::AccessToken).map_err(|e| OAuthError::invalid_token(e.to_string()))?;
+    let scopes = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(ScopeSet::parse)
+        .transpose()
+        .map_err(|_| OAuthError::invalid_token("the token's scope is malformed"))?
+        .unwrap_or_default();
+    // RFC 6750 §3.1: a valid token without the needed scope is 403 insufficient_scope.
+    if !scopes.contains("openid") {
+        return Err(OAuthError::new(ErrorCode::InsufficientScope, "the access token was not granted the openid scope")
+            .with_challenge(Challenge::Bearer));
+    }
+    let jti =
+        claims.get("jti").and_then(Value::as_str).ok_or_else(|| OAuthError::invalid_token("the token has no jti"))?;
+    // Tokens of revoked grants (logout, replayed code, reused refresh token, password change)
+    // stop working here at once, though their signature is still good.
+    if !store.access_token_is_live(jti, now).await? {
+        return Err(OAuthError::invalid_token("the access token was revoked"));
+    }
+    let sub =
+        claims.get("sub").and_then(Value::as_str).ok_or_else(|| OAuthError::invalid_token("the token has no sub"))?;
+    let user = store
+        .find_user(sub)
+        .await?
+        .filter(|u| u.is_enabled())
+        .ok_or_else(|| OAuthError::invalid_token("the user can no longer sign in"))?;
+    Ok(user_claims(&user, &scopes))
+}

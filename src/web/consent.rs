@@ -1,0 +1,167 @@
+//! The consent page: what the app asks for, in plain words; allow (possibly fewer) or deny.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use super::pages::{error_page, render, see_other};
+use super::session::{self, WebResult};
+use crate::domain::ScopeSet;
+use crate::http::paths;
+use crate::oauth::authorize::error_redirect;
+use crate::oauth::client_auth::ClientLookup;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::oidc::claims::describe;
+use crate::state::{unix_now, AppState};
+use crate::store::{GrantStore, UserStore};
+
+#[derive(Deserialize)]
+pub struct ConsentQuery {
+    rid: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ScopeLine {
+    name: String,
+    description: String,
+    required: bool,
+}
+
+fn expired(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This request has expired",
+        "Go back to the application and start again.",
+    )
+}
+
+/// `GET /consent?rid=…`.
+pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<ConsentQuery>) -> Response {
+    let result: WebResult<Response> = async {
+        let now = unix_now();
+        let Some(rid) = q.rid else { return Ok(expired(&state)) };
+        let Some(user) = session::signed_in(&state, &session).await? else {
+            return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
+        };
+        let Some(pending) = session::pending(&state, &session, &rid, now).await? else { return Ok(expired(&state)) };
+        let client = match state.clients().lookup_client(&pending.request.client_id).await {
+            Ok(Some(c)) => c,
+            _ => return Ok(expired(&state)),
+        };
+        let user_email = match state.store().find_user(&user.sub).await {
+            Ok(Some(u)) => u.email,
+            _ => return Ok(expired(&state)),
+        };
+        let scopes: Vec<ScopeLine> = pending
+            .request
+            .scopes()
+            .iter()
+            .map(|s| ScopeLine { name: s.to_string(), description: describe(s), required: s == "openid" })
+            .collect();
+        let csrf = session::csrf_token(&state, &session).await?;
+        Ok(render(
+            &state,
+            StatusCode::OK,
+            "consent.html",
+            context! { csrf, rid, client_name => client.name, user_email, scopes },
+        ))
+    }
+    .await;
+    match result {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// `POST /consent`. Fields: csrf, rid, decision (approve | deny), scope (repeated).
+pub async fn submit(State(state): State<AppState>, session: Session, body: Bytes) -> Response {
+    match handle(&state, &session, &body).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn handle(state: &AppState, session: &Session, body: &[u8]) -> WebResult<Response> {
+    let mut csrf = None;
+    let mut rid = None;
+    let mut decision = None;
+    let mut posted: Vec<String> = Vec::new();
+    for (name, value) in form_urlencoded::parse(body).take(128) {
+        match name.as_ref() {
+            "csrf" => csrf = Some(value.into_owned()),
+            "rid" => rid = Some(value.into_owned()),
+            "decision" => decision = Some(value.into_owned()),
+            "scope" => posted.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    session::require_csrf(state, session, csrf.as_deref()).await?;
+    let now = unix_now();
+    let Some(rid) = rid else { return Ok(expired(state)) };
+    let Some(user) = session::signed_in(state, session).await? else {
+        return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
+    };
+    let Some(mut pending) = session::pending(state, session, &rid, now).await? else { return Ok(expired(state)) };
+    let request = pending.request.clone();
+    let requested = request.scopes();
+    match decision.as_deref() {
+        Some("deny") => {
+            session::remove_pending(state, session, &rid, now).await?;
+            let error = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
+            Ok(see_other(&error_redirect(
+                &request.redirect_uri,
+                &error,
+                request.state.as_deref(),
+                &state.settings().issuer,
+            )))
+        }
+        Some("approve") => {
+            // Posted scopes can only narrow what was shown (shared/security.md).
+            let Ok(mut granted) = ScopeSet::from_tokens(posted.iter().map(String::as_str)) else {
+                return Ok(error_page(state, StatusCode::BAD_REQUEST, "Invalid request", "The form was altered."));
+            };
+            if !granted.is_subset_of(&requested) {
+                return Ok(error_page(
+                    state,
+                    StatusCode::BAD_REQUEST,
+                    "Invalid request",
+                    "The form asked for more than the application did.",
+                ));
+            }
+            if requested.contains("openid") && !granted.contains("openid") {
+                granted = ScopeSet::from_tokens(granted.iter().chain(["openid"])).unwrap_or(granted);
+            }
+            let remembered = match state.store().find_consent(&user.sub, &request.client_id).await {
+                Ok(Some(previous)) => {
+                    ScopeSet::from_tokens(previous.iter().chain(granted.iter())).unwrap_or(granted.clone())
+                }
+                Ok(None) => granted.clone(),
+                Err(e) => {
+                    return Err(error_page(
+                        state,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service unavailable",
+                        &e.to_string(),
+                    ))
+                }
+            };
+            if let Err(e) = state.store().save_consent(&user.sub, &request.client_id, &remembered, now).await {
+                tracing::warn!(error = %e, "saving consent failed");
+                return Ok(error_page(
+                    state,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service unavailable",
+                    "Please try again in a moment.",
+                ));
+            }
+            pending.request.scope = granted.to_string();
+            pending.consent_done = true;
+            session::save_pending(state, session, pending, now).await?;
+            Ok(see_other(&format!("{}?rid={rid}", paths::AUTHORIZE_CONTINUE)))
+        }
+        _ => Ok(error_page(state, StatusCode::BAD_REQUEST, "Invalid request", "Choose Allow or Deny.")),
+    }
+}

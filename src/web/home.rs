@@ -1,0 +1,23 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use minijinja::context;
+use tower_sessions::Session;
+
+use super::pages::render;
+use super::session;
+use crate::state::AppState;
+use crate::store::UserStore;
+
+/// `GET /`: who is signed in, if anyone.
+pub async fn home(State(state): State<AppState>, session: Session) -> Response {
+    let user = match session::signed_in(&state, &session).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let user_email = match user {
+        Some(u) => state.store().find_user(&u.sub).await.ok().flatten().map(|u| u.email),
+        None => None,
+    };
+    render(&state, StatusCode::OK, "home.html", context! { user_email })
+}

@@ -1,0 +1,11 @@
+//! Hosted pages (minijinja), one file per page, and what they share: templates, responses,
+//! the session and CSRF.
+
+pub mod assets;
+pub mod consent;
+pub mod home;
+pub mod login;
+pub mod logout;
+pub mod pages;
+pub mod session;
+pub mod templates;

@@ -1,0 +1,70 @@
+//! Page templates: built into the binary, each replaceable by a file of the same name in the
+//! `templates_dir` setting (a deployment's own branding).
+
+use std::path::PathBuf;
+
+use minijinja::Environment;
+use serde::Serialize;
+
+/// Built-in templates, by name.
+const BUILT_IN: [(&str, &str); 8] = [
+    ("layout.html", include_str!("../../templates/layout.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("consent.html", include_str!("../../templates/consent.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+    ("signed_out.html", include_str!("../../templates/signed_out.html")),
+    ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    ("latchkey.css", include_str!("../../templates/latchkey.css")),
+];
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("template {name}: {source}")]
+pub struct TemplateError {
+    name: String,
+    source: minijinja::Error,
+}
+
+impl Templates {
+    /// Loads every template once, so a broken override fails at start, not on a user's request.
+    pub fn load(overrides: Option<PathBuf>) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_loader(move |name| {
+            if let Some(dir) = &overrides {
+                // Only plain file names: a template name can never reach outside the directory.
+                if !name.contains('/') && !name.contains("..") {
+                    if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+                        return Ok(Some(text));
+                    }
+                }
+            }
+            Ok(BUILT_IN.iter().find(|(n, _)| *n == name).map(|(_, text)| text.to_string()))
+        });
+        for (name, _) in BUILT_IN.iter().filter(|(n, _)| n.ends_with(".html")) {
+            env.get_template(name).map_err(|source| TemplateError { name: name.to_string(), source })?;
+        }
+        Ok(Self { env })
+    }
+
+    pub fn render<C: Serialize>(&self, name: &str, context: C) -> Result<String, TemplateError> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(context))
+            .map_err(|source| TemplateError { name: name.to_string(), source })
+    }
+
+    /// The stylesheet (not a template: served as it is).
+    pub fn stylesheet(&self) -> String {
+        self.env.get_template("latchkey.css").map(|t| t.source().to_string()).unwrap_or_default()
+    }
+}
