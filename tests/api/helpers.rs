@@ -215,3 +215,124 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON")
 }
+
+/// A browser: keeps cookies, never follows redirects (each hop is asserted).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("browser client")
+}
+
+/// The value of `<input … name="NAME" value="…">` in a page.
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in page:\n{html}")) + marker.len();
+    let end = html[start..].find('"').expect("closing quote") + start;
+    html[start..end].replace("&#x2f;", "/").replace("&amp;", "&")
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location on a {} response", response.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestUser {
+    pub sub: String,
+    pub email: String,
+}
+
+pub struct AppClient {
+    pub id: String,
+    pub secret: String,
+    pub redirect_uri: String,
+    pub post_logout_uri: String,
+}
+
+impl TestApp {
+    pub async fn user(&self, email: &str) -> TestUser {
+        let user = latchkey::admin::users::create(
+            self.state.store(),
+            self.state.passwords(),
+            latchkey::admin::users::NewUser {
+                email: email.into(),
+                name: Some("Ann Example".into()),
+                roles: vec!["admin".into(), "billing".into()],
+                password: TEST_PASSWORD.into(),
+            },
+            unix_now(),
+        )
+        .await
+        .expect("user creates");
+        TestUser { sub: user.sub, email: user.email }
+    }
+
+    /// A confidential web app with the standard OIDC scopes.
+    pub async fn web_app(&self, first_party: bool) -> AppClient {
+        let redirect_uri = "http://127.0.0.1:9/callback".to_string();
+        let post_logout_uri = "http://127.0.0.1:9/signed-out".to_string();
+        let client = self
+            .register(NewClient {
+                name: "Example App".into(),
+                redirect_uris: vec![redirect_uri.clone()],
+                post_logout_redirect_uris: vec![post_logout_uri.clone()],
+                first_party,
+                ..NewClient::default()
+            })
+            .await;
+        AppClient { id: client.id, secret: client.secret, redirect_uri, post_logout_uri }
+    }
+
+    /// Drives the hosted pages from an authorization URL to the app's callback: login form
+    /// (when asked), consent (when asked, approving everything). Returns the callback URL.
+    pub async fn sign_in_through_pages(&self, browser: &reqwest::Client, authorize_url: &str, email: &str) -> url::Url {
+        let mut next = authorize_url.to_string();
+        for _ in 0..10 {
+            let response = browser.get(&next).send().await.unwrap();
+            let status = response.status().as_u16();
+            if status == 303 {
+                let target = location(&response);
+                let absolute = if target.starts_with('/') { self.url(&target) } else { target };
+                if !absolute.starts_with(&self.address) {
+                    return url::Url::parse(&absolute).unwrap();
+                }
+                next = absolute;
+                continue;
+            }
+            assert_eq!(status, 200, "unexpected page at {next}");
+            let page = response.text().await.unwrap();
+            let csrf = hidden_field(&page, "csrf");
+            let rid = hidden_field(&page, "rid");
+            let form: Vec<(String, String)> = if page.contains("action=\"/login\"") {
+                vec![
+                    ("csrf".into(), csrf),
+                    ("rid".into(), rid),
+                    ("email".into(), email.into()),
+                    ("password".into(), TEST_PASSWORD.into()),
+                ]
+            } else if page.contains("action=\"/consent\"") {
+                let mut form = vec![("csrf".into(), csrf), ("rid".into(), rid), ("decision".into(), "approve".into())];
+                for scope in page.split("name=\"scope\" value=\"").skip(1) {
+                    form.push(("scope".into(), scope[..scope.find('"').unwrap()].to_string()));
+                }
+                form
+            } else {
+                panic!("unexpected page at {next}:\n{page}");
+            };
+            let action = if page.contains("action=\"/login\"") { "/login" } else { "/consent" };
+            let posted = browser.post(self.url(action)).form(&form).send().await.unwrap();
+            assert_eq!(posted.status().as_u16(), 303, "POST {action} answers 303");
+            next = self.url(&location(&posted));
+        }
+        panic!("sign-in did not reach the app");
+    }
+}

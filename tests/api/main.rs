@@ -11,5 +11,6 @@ mod discovery;
 mod health;
 mod jwks;
 mod keys_startup;
+mod oidc_flow;
 mod token_client_credentials;
 mod token_errors;
