@@ -31,14 +31,11 @@ fn grant_from_row(row: &AnyRow) -> StoreResult<Grant> {
 }
 
 impl Store {
-    async fn live_grant(&self, id: &str, now: i64) -> StoreResult<Option<Grant>> {
-        let row = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2"
-        ))
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+    async fn grant_by_id(&self, id: &str) -> StoreResult<Option<Grant>> {
+        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(grant_from_row).transpose()
     }
 }
@@ -86,6 +83,7 @@ impl GrantStore for Store {
         let row = sqlx::query(
             "UPDATE authorization_codes SET consumed_at = $3 \
              WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
+             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL AND expires_at > $3) \
              RETURNING grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, created_at, expires_at",
         )
         .bind(code_hash.to_vec())
@@ -116,7 +114,9 @@ impl GrantStore for Store {
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
         };
-        Ok(match self.live_grant(&code.grant_id, now).await? {
+        // Liveness was checked inside the UPDATE; a concurrent replay may revoke the grant a
+        // moment later, and this caller still won the race.
+        Ok(match self.grant_by_id(&code.grant_id).await? {
             Some(grant) => CodeRedemption::Redeemed { code: Box::new(code), grant: Box::new(grant) },
             None => CodeRedemption::Invalid,
         })
@@ -196,10 +196,31 @@ impl GrantStore for Store {
         };
         let grant_id: String = row.try_get("grant_id")?;
         let token_scopes = scopes(&row.try_get::<String, _>("scopes")?, &grant_id)?;
-        Ok(match self.live_grant(&grant_id, now).await? {
+        // The UPDATE checked the grant was live, atomically. Read it without that filter: a
+        // concurrent reuse may revoke it a moment later, and this caller still won the race.
+        Ok(match self.grant_by_id(&grant_id).await? {
             Some(grant) => RefreshRotation::Rotated { grant: Box::new(grant), scopes: token_scopes },
             None => RefreshRotation::Invalid,
         })
+    }
+
+    async fn live_refresh_token_scopes(
+        &self,
+        token_hash: &[u8; 32],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<ScopeSet>> {
+        let row = sqlx::query(
+            "SELECT r.scopes FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+             WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NULL AND r.expires_at > $3 \
+             AND g.revoked_at IS NULL AND g.expires_at > $3",
+        )
+        .bind(token_hash.to_vec())
+        .bind(client_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| scopes(&r.try_get::<String, _>("scopes")?, "refresh token")).transpose()
     }
 
     async fn record_access_token(&self, jti: &str, grant_id: &str, expires_at: i64) -> StoreResult<()> {

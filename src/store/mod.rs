@@ -122,6 +122,14 @@ pub trait GrantStore: Send + Sync {
         client_id: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<RefreshRotation>> + Send;
+    /// The scopes of a live refresh token of `client_id`, without using it (a request that
+    /// will be refused must not burn the token).
+    fn live_refresh_token_scopes(
+        &self,
+        token_hash: &[u8; 32],
+        client_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<ScopeSet>>> + Send;
     fn record_access_token(
         &self,
         jti: &str,

@@ -336,3 +336,108 @@ impl TestApp {
         panic!("sign-in did not reach the app");
     }
 }
+
+/// A PKCE pair (RFC 7636): random verifier and its S256 challenge.
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+pub fn pkce() -> Pkce {
+    use base64::Engine;
+    use sha2::Digest;
+    let verifier = latchkey::secret::random_token(32);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    Pkce { verifier, challenge }
+}
+
+/// An authorization URL for `client`. `overrides` replace defaults by name; an empty value
+/// removes the parameter.
+pub fn authorize_url(
+    app: &TestApp,
+    client: &AppClient,
+    scope: &str,
+    challenge: &str,
+    overrides: &[(&str, &str)],
+) -> String {
+    let mut params: Vec<(String, String)> = vec![
+        ("response_type".into(), "code".into()),
+        ("client_id".into(), client.id.clone()),
+        ("redirect_uri".into(), client.redirect_uri.clone()),
+        ("scope".into(), scope.into()),
+        ("state".into(), "st-123".into()),
+        ("nonce".into(), "n-456".into()),
+        ("code_challenge".into(), challenge.into()),
+        ("code_challenge_method".into(), "S256".into()),
+    ];
+    for (name, value) in overrides {
+        params.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            params.push((name.to_string(), value.to_string()));
+        }
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    format!("{}/authorize?{query}", app.address)
+}
+
+/// Query parameters of a redirect target.
+pub fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(location).expect("absolute redirect").query_pairs().into_owned().collect()
+}
+
+impl TestApp {
+    /// Signs `email` in through the pages for `client` and returns the code.
+    pub async fn code_for(
+        &self,
+        browser: &reqwest::Client,
+        client: &AppClient,
+        email: &str,
+        scope: &str,
+        pkce: &Pkce,
+    ) -> String {
+        let url = authorize_url(self, client, scope, &pkce.challenge, &[]);
+        let callback = self.sign_in_through_pages(browser, &url, email).await;
+        callback.query_pairs().find(|(k, _)| k == "code").expect("code in callback").1.to_string()
+    }
+
+    /// Redeems a code as `client` (Basic auth). Returns status and JSON.
+    pub async fn redeem(&self, client: &AppClient, code: &str, verifier: Option<&str>) -> (u16, Value) {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("redirect_uri", client.redirect_uri.clone()),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v.to_string()));
+        }
+        let response = self
+            .http
+            .post(self.token_url())
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn refresh(&self, client: &AppClient, refresh_token: &str, scope: Option<&str>) -> (u16, Value) {
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let response = self
+            .http
+            .post(self.token_url())
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn userinfo_status(&self, access_token: &str) -> u16 {
+        self.http.get(self.url("/userinfo")).bearer_auth(access_token).send().await.unwrap().status().as_u16()
+    }
+}

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod authorize_errors;
 mod cli;
 mod discovery;
 mod health;
@@ -13,4 +14,5 @@ mod jwks;
 mod keys_startup;
 mod oidc_flow;
 mod token_client_credentials;
+mod token_code_grant;
 mod token_errors;

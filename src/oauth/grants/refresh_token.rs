@@ -26,7 +26,20 @@ pub async fn grant<S: GrantStore + UserStore>(
     if token.len() > MAX_TOKEN {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     }
-    let (grant, token_scopes) = match store.rotate_refresh_token(&sha256(token), &client.id, now).await? {
+    let hash = sha256(token);
+    let requested =
+        params.get("scope").map(ScopeSet::parse).transpose().map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+    // RFC 6749 §6: a narrower scope is allowed; anything beyond the original is not. Checked
+    // before rotation, so a refused request does not burn a good token.
+    if let (Some(requested), Some(live_scopes)) =
+        (&requested, store.live_refresh_token_scopes(&hash, &client.id, now).await?)
+    {
+        let wider: Vec<&str> = requested.not_in(&live_scopes).collect();
+        if !wider.is_empty() {
+            return Err(OAuthError::invalid_scope(format!("not granted originally: {}", wider.join(" "))));
+        }
+    }
+    let (grant, token_scopes) = match store.rotate_refresh_token(&hash, &client.id, now).await? {
         RefreshRotation::Rotated { grant, scopes } => (grant, scopes),
         RefreshRotation::Reused { grant_id } => {
             // A rotated token came back: it was stolen, or a client raced itself. Either way
@@ -41,17 +54,11 @@ pub async fn grant<S: GrantStore + UserStore>(
             ))
         }
     };
-    // RFC 6749 §6: a narrower scope is allowed; anything beyond the original is not.
-    let access_scopes = match params.get("scope") {
+    let access_scopes = match requested {
         None => token_scopes.clone(),
-        Some(raw) => {
-            let requested = ScopeSet::parse(raw).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-            let wider: Vec<&str> = requested.not_in(&token_scopes).collect();
-            if !wider.is_empty() {
-                return Err(OAuthError::invalid_scope(format!("not granted originally: {}", wider.join(" "))));
-            }
-            requested
-        }
+        // Re-checked against the rotated token's own scopes (the pre-check read may be stale).
+        Some(requested) if requested.is_subset_of(&token_scopes) => requested,
+        Some(_) => return Err(OAuthError::invalid_scope("the requested scope exceeds the original grant")),
     };
     let user = store
         .find_user(&grant.user_sub)

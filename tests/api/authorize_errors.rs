@@ -1,0 +1,208 @@
+//! The authorization endpoint's refusals (shared/security.md, "Authorization endpoint").
+
+use crate::helpers::{authorize_url, browser, location, pkce, query_of, spawn_app, AppClient};
+
+/// Asserts an error page: status 400, HTML, and above all no Location (no redirect).
+async fn assert_error_page(browser: &reqwest::Client, url: &str) {
+    let response = browser.get(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400, "{url}");
+    assert!(response.headers().get("location").is_none(), "never a redirect: {url}");
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}
+
+/// Asserts a redirect to the verified redirect URI with `error`, `state` and `iss`.
+async fn assert_error_redirect(
+    app: &crate::helpers::TestApp,
+    browser: &reqwest::Client,
+    client: &AppClient,
+    url: &str,
+    error: &str,
+) {
+    let response = browser.get(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303, "{url}");
+    let target = location(&response);
+    assert!(target.starts_with(&client.redirect_uri), "{target}");
+    let q = query_of(&target);
+    assert_eq!(q.get("error").map(String::as_str), Some(error), "{target}");
+    assert_eq!(q.get("state").map(String::as_str), Some("st-123"));
+    assert_eq!(q.get("iss"), Some(&app.address), "RFC 9207");
+    assert!(q.get("code").is_none() && q.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn redirect_uri_near_misses_get_an_error_page_never_a_redirect() {
+    let app = spawn_app().await;
+    let client = app.web_app(false).await; // registered: http://127.0.0.1:9/callback
+    let b = browser();
+    let p = pkce();
+    for near in [
+        "http://127.0.0.1:9/callback/",
+        "http://127.0.0.1:9/Callback",
+        "http://127.0.0.1:9/callback?x=1",
+        "http://127.0.0.1:9/callback#frag",
+        "https://127.0.0.1:9/callback",
+        "http://127.0.0.1:9/callback/../callback",
+        "http://127.0.0.1:9/%63allback",
+        "http://127.0.0.2:9/callback",
+        "http://localhost:9/callback",
+        "http://user@127.0.0.1:9/callback",
+        "http://127.0.0.1.evil.com:9/callback",
+        "https://evil.example.com/callback",
+        "javascript:alert(1)",
+    ] {
+        assert_error_page(&b, &authorize_url(&app, &client, "openid", &p.challenge, &[("redirect_uri", near)])).await;
+    }
+    // RFC 8252 §7.3: a loopback IP literal may vary only its port.
+    let other_port =
+        authorize_url(&app, &client, "openid", &p.challenge, &[("redirect_uri", "http://127.0.0.1:5555/callback")]);
+    let response = b.get(&other_port).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert!(location(&response).starts_with("/login?rid="));
+}
+
+#[tokio::test]
+async fn unknown_disabled_or_missing_client_gets_an_error_page() {
+    let app = spawn_app().await;
+    let client = app.web_app(false).await;
+    let b = browser();
+    let p = pkce();
+    assert_error_page(&b, &authorize_url(&app, &client, "openid", &p.challenge, &[("client_id", "")])).await;
+    assert_error_page(&b, &authorize_url(&app, &client, "openid", &p.challenge, &[("client_id", "nope")])).await;
+    let repeated = format!("{}&client_id={}", authorize_url(&app, &client, "openid", &p.challenge, &[]), client.id);
+    assert_error_page(&b, &repeated).await;
+    latchkey::admin::clients::disable(app.state.store(), &client.id, latchkey::state::unix_now()).await.unwrap();
+    assert_error_page(&b, &authorize_url(&app, &client, "openid", &p.challenge, &[])).await;
+}
+
+#[tokio::test]
+async fn missing_redirect_uri_is_allowed_only_with_a_single_registered_one() {
+    let app = spawn_app().await;
+    let single = app.web_app(false).await;
+    let b = browser();
+    let p = pkce();
+    let ok = b.get(authorize_url(&app, &single, "openid", &p.challenge, &[("redirect_uri", "")])).send().await.unwrap();
+    assert_eq!(ok.status().as_u16(), 303);
+    let two = app
+        .register(latchkey::domain::NewClient {
+            name: "two".into(),
+            redirect_uris: vec!["https://a.example.com/cb".into(), "https://b.example.com/cb".into()],
+            ..Default::default()
+        })
+        .await;
+    let two = AppClient {
+        id: two.id,
+        secret: two.secret,
+        redirect_uri: "https://a.example.com/cb".into(),
+        post_logout_uri: String::new(),
+    };
+    assert_error_page(&b, &authorize_url(&app, &two, "openid", &p.challenge, &[("redirect_uri", "")])).await;
+}
+
+#[tokio::test]
+async fn errors_after_the_redirect_is_verified_go_back_with_state_and_iss() {
+    let app = spawn_app().await;
+    let client = app.web_app(false).await;
+    let b = browser();
+    let p = pkce();
+    let url = |o: &[(&str, &str)]| authorize_url(&app, &client, "openid", &p.challenge, o);
+    assert_error_redirect(&app, &b, &client, &url(&[("response_type", "")]), "invalid_request").await;
+    // Only the code flow: never a token in a URL.
+    assert_error_redirect(&app, &b, &client, &url(&[("response_type", "token")]), "unsupported_response_type").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("response_type", "id_token")]), "unsupported_response_type").await;
+    // PKCE: required, S256 only.
+    assert_error_redirect(&app, &b, &client, &url(&[("code_challenge", "")]), "invalid_request").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("code_challenge_method", "plain")]), "invalid_request").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("code_challenge_method", "")]), "invalid_request").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("code_challenge", "too-short")]), "invalid_request").await;
+    // Scopes the client may not have.
+    assert_error_redirect(&app, &b, &client, &url(&[("scope", "openid admin")]), "invalid_scope").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("scope", "")]), "invalid_scope").await;
+    // Repeated parameters.
+    assert_error_redirect(&app, &b, &client, &format!("{}&scope=openid", url(&[])), "invalid_request").await;
+    // Options we do not support.
+    assert_error_redirect(&app, &b, &client, &url(&[("request", "eyJ.x.y")]), "request_not_supported").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("response_mode", "fragment")]), "invalid_request").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("prompt", "none login")]), "invalid_request").await;
+    assert_error_redirect(&app, &b, &client, &url(&[("max_age", "-1")]), "invalid_request").await;
+    // A client not registered for the code flow.
+    let service = app.service_client(&[], &[]).await;
+    let service = AppClient {
+        id: service.id,
+        secret: service.secret,
+        redirect_uri: client.redirect_uri.clone(),
+        post_logout_uri: String::new(),
+    };
+    assert_error_page(&b, &authorize_url(&app, &service, "openid", &p.challenge, &[])).await;
+}
+
+#[tokio::test]
+async fn unknown_parameters_are_ignored_and_post_works_like_get() {
+    let app = spawn_app().await;
+    let client = app.web_app(false).await;
+    let b = browser();
+    let p = pkce();
+    let response = b.get(authorize_url(&app, &client, "openid", &p.challenge, &[("foo", "bar")])).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert!(location(&response).starts_with("/login?rid="));
+
+    let url = authorize_url(&app, &client, "openid", &p.challenge, &[]);
+    let body = url.split_once('?').unwrap().1.to_string();
+    let posted = b
+        .post(app.url("/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 303);
+    assert!(location(&posted).starts_with("/login?rid="));
+}
+
+#[tokio::test]
+async fn no_cors_on_the_authorization_endpoint() {
+    let app = spawn_app().await;
+    let client = app.web_app(false).await;
+    let p = pkce();
+    let response = browser()
+        .get(authorize_url(&app, &client, "openid", &p.challenge, &[]))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn prompt_none_never_shows_a_page() {
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(false).await;
+    let b = browser();
+    let p = pkce();
+    // No session: login_required.
+    assert_error_redirect(
+        &app,
+        &b,
+        &client,
+        &authorize_url(&app, &client, "openid", &p.challenge, &[("prompt", "none")]),
+        "login_required",
+    )
+    .await;
+    // Signed in, no consent yet for `email`: consent_required.
+    app.code_for(&b, &client, &user.email, "openid", &p).await;
+    assert_error_redirect(
+        &app,
+        &b,
+        &client,
+        &authorize_url(&app, &client, "openid email", &p.challenge, &[("prompt", "none")]),
+        "consent_required",
+    )
+    .await;
+    // Signed in and consented: straight to a code.
+    let response =
+        b.get(authorize_url(&app, &client, "openid", &p.challenge, &[("prompt", "none")])).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let q = query_of(&location(&response));
+    assert!(q.contains_key("code"), "{q:?}");
+    assert_eq!(q.get("iss"), Some(&app.address));
+}
