@@ -13,6 +13,8 @@ mod health;
 mod jwks;
 mod keys_startup;
 mod oidc_flow;
+mod pages;
 mod token_client_credentials;
 mod token_code_grant;
 mod token_errors;
+mod userinfo;
