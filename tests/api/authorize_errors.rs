@@ -26,7 +26,7 @@ async fn assert_error_redirect(
     assert_eq!(q.get("error").map(String::as_str), Some(error), "{target}");
     assert_eq!(q.get("state").map(String::as_str), Some("st-123"));
     assert_eq!(q.get("iss"), Some(&app.address), "RFC 9207");
-    assert!(q.get("code").is_none() && q.get("access_token").is_none());
+    assert!(!q.contains_key("code") && !q.contains_key("access_token"));
 }
 
 #[tokio::test]
