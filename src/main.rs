@@ -135,6 +135,9 @@ struct CreateClient {
     /// `aud` of this client's access tokens (default: the `default_audience` setting).
     #[arg(long)]
     audience: Option<String>,
+    /// How this app's ID tokens are signed: RS256 (default) or ES256.
+    #[arg(long)]
+    id_token_alg: Option<String>,
     /// A client that can't keep a secret (browser or native app); uses PKCE alone.
     #[arg(long)]
     public: bool,
@@ -165,6 +168,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 scopes: c.scopes,
                 roles: c.roles,
                 audience: c.audience,
+                id_token_alg: c.id_token_alg,
             };
             let (client, secret) = clients::create(&store, request, now).await?;
             let mut value = client_json(&client);

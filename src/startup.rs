@@ -93,6 +93,7 @@ impl Application {
         let grace = state.settings().shutdown_grace.0;
         let draining = Arc::new(Notify::new());
         let signal_draining = draining.clone();
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             state.begin_shutdown();
@@ -106,8 +107,27 @@ impl Application {
                 Ok(())
             }
         };
+        housekeeping.abort();
         self.state.store().close().await;
         result
+    }
+}
+
+/// How often expired codes, tokens and sessions are deleted.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes expired rows now and then. Every replica runs it; the DELETEs are idempotent, so
+/// replicas running it at once only repeat each other's work.
+async fn housekeeping(state: AppState) {
+    use crate::store::GrantStore;
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tick.tick().await;
+        match state.store().delete_expired(unix_now()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "deleted expired codes, tokens and sessions"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
     }
 }
 

@@ -80,3 +80,6 @@ CREATE TABLE access_tokens (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX access_tokens_grant ON access_tokens (grant_id);
+
+-- OIDC Registration §2 id_token_signed_response_alg: NULL means the default (RS256).
+ALTER TABLE clients ADD COLUMN id_token_alg TEXT NULL;

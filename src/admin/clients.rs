@@ -44,6 +44,7 @@ pub fn client_json(client: &Client) -> Value {
         "scopes": client.scopes.to_vec(),
         "roles": client.roles,
         "audience": client.audience,
+        "id_token_signed_response_alg": client.id_token_alg.map(|a| a.as_str()).unwrap_or("RS256"),
         "created_at": client.created_at,
         "disabled": client.disabled_at.is_some(),
         "disabled_at": client.disabled_at,
@@ -70,6 +71,7 @@ pub async fn create<S: ClientStore>(
         scopes: valid.scopes,
         roles: valid.roles,
         audience: valid.audience,
+        id_token_alg: valid.id_token_alg,
         created_at: now,
         disabled_at: None,
     };

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{RedirectUri, ScopeSet};
+use super::{RedirectUri, ScopeSet, SigningAlg};
 
 /// RFC 6749 §2.1 client types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +73,9 @@ pub struct Client {
     pub roles: Vec<String>,
     /// `aud` of access tokens issued to this client; the settings' default when `None`.
     pub audience: Option<String>,
+    /// How this client's ID tokens are signed (OIDC Registration `id_token_signed_response_alg`);
+    /// RS256 when `None`, the algorithm every OIDC relying party must support.
+    pub id_token_alg: Option<SigningAlg>,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
 }
@@ -99,6 +102,7 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
     pub audience: Option<String>,
+    pub id_token_alg: Option<String>,
 }
 
 /// A registration that passed every check; turned into a [`Client`] once it has an id and secret.
@@ -113,6 +117,7 @@ pub struct ValidatedClient {
     pub scopes: ScopeSet,
     pub roles: Vec<String>,
     pub audience: Option<String>,
+    pub id_token_alg: Option<SigningAlg>,
 }
 
 const MAX_NAME: usize = 200;
@@ -200,6 +205,8 @@ impl NewClient {
             other => other,
         };
 
+        let id_token_alg = self.id_token_alg.as_deref().map(str::parse::<SigningAlg>).transpose()?;
+
         Ok(ValidatedClient {
             name,
             kind,
@@ -210,6 +217,7 @@ impl NewClient {
             scopes,
             roles,
             audience,
+            id_token_alg,
         })
     }
 }

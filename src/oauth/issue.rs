@@ -47,8 +47,13 @@ pub async fn issue_user_tokens<S: GrantStore>(
     store.record_access_token(&access.jti, &issue.grant.id, access.expires_at).await?;
 
     let id_token = if issue.access_scopes.contains("openid") {
+        // A client may have registered ES256 for its ID tokens; RS256 otherwise.
+        let id_settings = id_token::IdTokenSettings {
+            alg: issue.client.id_token_alg.unwrap_or(settings.id.alg),
+            ..settings.id.clone()
+        };
         let token =
-            id_token::mint(keys, &settings.id, issue.user, issue.grant, issue.access_scopes, &access.token, now)
+            id_token::mint(keys, &id_settings, issue.user, issue.grant, issue.access_scopes, &access.token, now)
                 .map_err(|e| OAuthError::server_error(&e))?;
         Some(token)
     } else {

@@ -5,7 +5,7 @@ use super::{ClientStore, Store, StoreError, StoreResult};
 use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
 
 const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scopes, roles, audience, created_at, disabled_at";
+     grant_types, scopes, roles, audience, id_token_alg, created_at, disabled_at";
 
 fn json_list(values: impl Iterator<Item = String>) -> String {
     serde_json::Value::Array(values.map(serde_json::Value::String).collect()).to_string()
@@ -51,6 +51,10 @@ fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
         scopes,
         roles,
         audience: row.try_get("audience")?,
+        id_token_alg: row
+            .try_get::<Option<String>, _>("id_token_alg")?
+            .map(|a| a.parse().map_err(|e: String| corrupt(&id, e)))
+            .transpose()?,
         created_at: row.try_get("created_at")?,
         disabled_at: row.try_get("disabled_at")?,
         id,
@@ -61,8 +65,8 @@ impl ClientStore for Store {
     async fn insert_client(&self, c: &Client) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO clients (id, name, kind, secret_hash, first_party, redirect_uris, \
-             post_logout_redirect_uris, grant_types, scopes, roles, audience, created_at, updated_at, disabled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
+             post_logout_redirect_uris, grant_types, scopes, roles, audience, created_at, updated_at, disabled_at, \
+             id_token_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -77,6 +81,7 @@ impl ClientStore for Store {
         .bind(c.audience.clone())
         .bind(c.created_at)
         .bind(c.disabled_at)
+        .bind(c.id_token_alg.map(|a| a.as_str().to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())

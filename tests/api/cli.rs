@@ -150,6 +150,7 @@ async fn other_invalid_registrations_say_why() {
         (vec!["--role", "has space"], "role"),
         (vec!["--scope", "bad\"scope"], "scope"),
         (vec!["--grant-type", "authorization_code"], "redirect-uri"),
+        (vec!["--id-token-alg", "HS256", "--redirect-uri", "https://a.example/cb"], "unsupported signing algorithm"),
     ] {
         let mut all = vec!["client", "create", "--name", "x"];
         all.extend(args);

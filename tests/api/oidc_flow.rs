@@ -142,3 +142,46 @@ async fn a_relying_party_logs_in_refreshes_reads_userinfo_and_logs_out() {
     assert_eq!(again.status().as_u16(), 303);
     assert!(location(&again).starts_with("/login?rid="), "the session ended server-side: sign in again");
 }
+
+#[tokio::test]
+async fn a_client_registered_for_es256_gets_es256_id_tokens() {
+    use openidconnect::core::CoreJwsSigningAlgorithm;
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let registered = app
+        .register(latchkey::domain::NewClient {
+            name: "ES256 app".into(),
+            redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
+            first_party: true,
+            id_token_alg: Some("ES256".into()),
+            ..Default::default()
+        })
+        .await;
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(app.address.clone()).unwrap(), &app.http).await.unwrap();
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(registered.id.clone()),
+        Some(ClientSecret::new(registered.secret.clone())),
+    )
+    .set_redirect_uri(RedirectUrl::new("http://127.0.0.1:9/callback".into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let callback = app.sign_in_through_pages(&browser(), url.as_str(), &user.email).await;
+    let code = callback.query_pairs().find(|(k, _)| k == "code").unwrap().1.to_string();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&app.http)
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().unwrap();
+    assert_eq!(crate::helpers::jwt_part(&id_token.to_string(), 0)["alg"], "ES256");
+    let verifier = client.id_token_verifier().set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let claims = id_token.claims(&verifier, &nonce).expect("ES256 ID token verifies against the JWKS");
+    assert_eq!(claims.subject().as_str(), user.sub);
+}

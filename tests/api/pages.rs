@@ -298,3 +298,44 @@ async fn logout_without_a_hint_asks_first_and_needs_csrf() {
     assert_eq!(bad.status().as_u16(), 400);
     assert!(bad.headers().get("location").is_none());
 }
+
+#[tokio::test]
+async fn max_age_and_login_hint_are_honoured() {
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
+    let b = browser();
+    app.code_for(&b, &client, &user.email, "openid", &pkce()).await;
+    let fresh =
+        b.get(authorize_url(&app, &client, "openid", &pkce().challenge, &[("max_age", "3600")])).send().await.unwrap();
+    assert!(query_of(&location(&fresh)).contains_key("code"), "signed in within max_age");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let stale =
+        b.get(authorize_url(&app, &client, "openid", &pkce().challenge, &[("max_age", "0")])).send().await.unwrap();
+    assert!(location(&stale).starts_with("/login?rid="), "older than max_age: sign in again");
+    let other = browser();
+    let hinted = other
+        .get(authorize_url(&app, &client, "openid", &pkce().challenge, &[("login_hint", "hint@example.com")]))
+        .send()
+        .await
+        .unwrap();
+    let page = other.get(app.url(&location(&hinted))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("value=\"hint@example.com\""), "login_hint prefills the email field");
+}
+
+#[tokio::test]
+async fn templates_can_be_overridden_from_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("error.html"),
+        "{% extends \"layout.html\" %}{% block content %}<h1 id=\"page-title\">ACME: {{ title }}</h1>{% endblock %}",
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let app = spawn_app_with(move |s| s.templates_dir = Some(path)).await;
+    let page = browser().get(app.url("/authorize")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 400);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("ACME: Invalid request"), "{body}");
+    assert!(body.contains("/assets/latchkey.css"), "the built-in layout still applies");
+}
