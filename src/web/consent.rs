@@ -15,7 +15,7 @@ use crate::http::paths;
 use crate::oauth::authorize::error_redirect;
 use crate::oauth::client_auth::ClientLookup;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::oidc::claims::describe;
+use crate::oidc::claims::{describe, KNOWN_SCOPES};
 use crate::state::{unix_now, AppState};
 use crate::store::{GrantStore, UserStore};
 
@@ -57,12 +57,15 @@ pub async fn show(State(state): State<AppState>, session: Session, Query(q): Que
             Ok(Some(u)) => u.email,
             _ => return Ok(expired(&state)),
         };
-        let scopes: Vec<ScopeLine> = pending
+        let mut scopes: Vec<ScopeLine> = pending
             .request
             .scopes()
             .iter()
             .map(|s| ScopeLine { name: s.to_string(), description: describe(s), required: s == "openid" })
             .collect();
+        // "Sign you in" first, then the standard scopes in a fixed order, then the app's own.
+        let rank = |name: &str| KNOWN_SCOPES.iter().position(|(s, _)| *s == name).unwrap_or(KNOWN_SCOPES.len());
+        scopes.sort_by_key(|line| rank(&line.name));
         let csrf = session::csrf_token(&state, &session).await?;
         Ok(render(
             &state,
