@@ -13,6 +13,7 @@ mod discovery;
 mod health;
 mod jwks;
 mod keys_startup;
+mod layering;
 mod oidc_flow;
 mod pages;
 mod token_client_credentials;
