@@ -339,3 +339,36 @@ async fn templates_can_be_overridden_from_a_directory() {
     assert!(body.contains("ACME: Invalid request"), "{body}");
     assert!(body.contains("/assets/latchkey.css"), "the built-in layout still applies");
 }
+
+#[tokio::test]
+async fn a_hash_made_with_old_parameters_is_replaced_at_sign_in() {
+    use latchkey::store::UserStore;
+    let app = spawn_app_with(|s| s.password_hash_memory_kib = 2048).await;
+    // The user's hash was made with yesterday's (cheaper) parameters.
+    let old = latchkey::authn::PasswordHasher::new(&latchkey::authn::PasswordSettings {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+        min_length: 8,
+        max_concurrent: 1,
+    })
+    .unwrap();
+    let user = latchkey::admin::users::create(
+        app.state.store(),
+        &old,
+        latchkey::admin::users::NewUser {
+            email: "old@example.com".into(),
+            name: None,
+            roles: vec![],
+            password: TEST_PASSWORD.into(),
+        },
+        latchkey::state::unix_now(),
+    )
+    .await
+    .unwrap();
+    assert!(user.password_hash.contains("m=1024"));
+    let client = app.web_app(true).await;
+    app.code_for(&browser(), &client, "old@example.com", "openid", &pkce()).await;
+    let stored = app.state.store().find_user(&user.sub).await.unwrap().unwrap();
+    assert!(stored.password_hash.contains("m=2048"), "rehashed with today's parameters: {}", stored.password_hash);
+}
