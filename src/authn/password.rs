@@ -115,7 +115,15 @@ impl PasswordHasher {
                 return Verification { valid: false, needs_rehash: false };
             };
             let valid = argon2(&params).verify_password(&password, &parsed).is_ok() && exists;
-            let needs_rehash = valid && Params::try_from(&parsed).map(|p| p != params).unwrap_or(true);
+            // Compare the costs only: parameters read back from a PHC string also carry the
+            // output length, which ours leave unset, so comparing whole `Params` would say
+            // "rehash" after every sign-in.
+            let needs_rehash = valid
+                && Params::try_from(&parsed)
+                    .map(|p| {
+                        (p.m_cost(), p.t_cost(), p.p_cost()) != (params.m_cost(), params.t_cost(), params.p_cost())
+                    })
+                    .unwrap_or(true);
             Verification { valid, needs_rehash }
         })
         .await
@@ -172,6 +180,8 @@ mod tests {
         })
         .unwrap();
         let old = h.hash("correct horse").await.unwrap();
+        let same = h.verify("correct horse", Some(&old)).await.unwrap();
+        assert_eq!(same, Verification { valid: true, needs_rehash: false }, "same parameters: no rehash");
         let v = stronger.verify("correct horse", Some(&old)).await.unwrap();
         assert_eq!(v, Verification { valid: true, needs_rehash: true });
     }

@@ -52,11 +52,8 @@ pub async fn authorize(
         }
     };
     let pending = Pending { rid: random_token(16), request, created_at: now, login_at: None, consent_done: false };
-    let rid = pending.rid.clone();
-    if let Err(response) = session::save_pending(&state, &session, pending, now).await {
-        return response;
-    }
-    match resume(&state, &session, &rid, now).await {
+    // Not stored yet: a signed-in user who needs no page gets the code without a session write.
+    match resume(&state, &session, pending, false, now).await {
         Ok(response) | Err(response) => response,
     }
 }
@@ -71,7 +68,13 @@ pub async fn resume_pending(State(state): State<AppState>, session: Session, Que
     let Some(rid) = q.rid else {
         return error_page(&state, StatusCode::BAD_REQUEST, "Invalid request", "Nothing to continue.");
     };
-    match resume(&state, &session, &rid, unix_now()).await {
+    let now = unix_now();
+    let pending = match session::pending(&state, &session, &rid, now).await {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return expired(&state),
+        Err(response) => return response,
+    };
+    match resume(&state, &session, pending, true, now).await {
         Ok(response) | Err(response) => response,
     }
 }
@@ -86,10 +89,17 @@ fn expired(state: &AppState) -> Response {
 }
 
 /// Decides the next step of a pending request: sign-in page, consent page, or the code.
-pub async fn resume(state: &AppState, session: &Session, rid: &str, now: i64) -> WebResult<Response> {
-    let Some(pending) = session::pending(state, session, rid, now).await? else {
-        return Ok(expired(state));
-    };
+/// `stored` says whether the request is already kept in the session (it is stored only when a
+/// page must be shown, and removed once it is answered).
+pub async fn resume(
+    state: &AppState,
+    session: &Session,
+    pending: Pending,
+    stored: bool,
+    now: i64,
+) -> WebResult<Response> {
+    let rid = pending.rid.clone();
+    let rid = rid.as_str();
     let request = pending.request.clone();
     let issuer = &state.settings().issuer;
     let to_app = |code: ErrorCode, description: &str| {
@@ -133,8 +143,13 @@ pub async fn resume(state: &AppState, session: &Session, rid: &str, now: i64) ->
     };
     if login_needed {
         if request.prompt.none {
-            session::remove_pending(state, session, rid, now).await?;
+            if stored {
+                session::remove_pending(state, session, rid, now).await?;
+            }
             return Ok(to_app(ErrorCode::LoginRequired, "the user is not signed in"));
+        }
+        if !stored {
+            session::save_pending(state, session, pending.clone(), now).await?;
         }
         return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
     }
@@ -142,20 +157,37 @@ pub async fn resume(state: &AppState, session: &Session, rid: &str, now: i64) ->
 
     // Consent.
     let requested = request.scopes();
-    let stored = match state.store().find_consent(&user.sub, &client.id).await {
-        Ok(stored) => stored,
-        Err(e) => return Ok(to_app(ErrorCode::TemporarilyUnavailable, &OAuthError::from(e).description)),
+    // First-party apps never ask, so their consent is not even looked up.
+    let consented = if client.first_party {
+        None
+    } else {
+        match state.store().find_consent(&user.sub, &client.id).await {
+            Ok(consented) => consented,
+            Err(e) => return Ok(to_app(ErrorCode::TemporarilyUnavailable, &OAuthError::from(e).description)),
+        }
     };
-    if needs_consent(client.first_party, request.prompt.consent && !pending.consent_done, stored.as_ref(), &requested) {
+    if needs_consent(
+        client.first_party,
+        request.prompt.consent && !pending.consent_done,
+        consented.as_ref(),
+        &requested,
+    ) {
         if request.prompt.none {
-            session::remove_pending(state, session, rid, now).await?;
+            if stored {
+                session::remove_pending(state, session, rid, now).await?;
+            }
             return Ok(to_app(ErrorCode::ConsentRequired, "the user has not consented to these scopes"));
+        }
+        if !stored {
+            session::save_pending(state, session, pending.clone(), now).await?;
         }
         return Ok(see_other(&format!("{}?rid={rid}", paths::CONSENT)));
     }
 
     // Everything is settled: issue the code. The pending request is used up either way.
-    session::remove_pending(state, session, rid, now).await?;
+    if stored {
+        session::remove_pending(state, session, rid, now).await?;
+    }
     let settings = state.settings();
     let location = issue_code(
         state.store(),

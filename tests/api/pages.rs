@@ -371,4 +371,8 @@ async fn a_hash_made_with_old_parameters_is_replaced_at_sign_in() {
     app.code_for(&browser(), &client, "old@example.com", "openid", &pkce()).await;
     let stored = app.state.store().find_user(&user.sub).await.unwrap().unwrap();
     assert!(stored.password_hash.contains("m=2048"), "rehashed with today's parameters: {}", stored.password_hash);
+    // Signing in again with today's parameters leaves the hash alone.
+    app.code_for(&browser(), &client, "old@example.com", "openid", &pkce()).await;
+    let again = app.state.store().find_user(&user.sub).await.unwrap().unwrap();
+    assert_eq!(again.password_hash, stored.password_hash, "no rehash when the parameters match");
 }
