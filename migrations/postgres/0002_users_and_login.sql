@@ -33,7 +33,8 @@ CREATE TABLE consents (
 );
 
 -- One row per authorization: the code, every refresh token rotated from it and the access
--- tokens issued under it hang off this row, so revoking it revokes them all.
+-- tokens issued under it (their jti starts with the grant id) hang off this row, so revoking it
+-- revokes them all.
 CREATE TABLE grants (
     id          TEXT PRIMARY KEY,
     client_id   TEXT NOT NULL,
@@ -73,13 +74,6 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
 
--- Access tokens issued to users, kept only so userinfo can refuse revoked ones.
-CREATE TABLE access_tokens (
-    jti        TEXT PRIMARY KEY,
-    grant_id   TEXT NOT NULL,
-    expires_at BIGINT NOT NULL
-);
-CREATE INDEX access_tokens_grant ON access_tokens (grant_id);
 
 -- OIDC Registration §2 id_token_signed_response_alg: NULL means the default (RS256).
 ALTER TABLE clients ADD COLUMN id_token_alg TEXT NULL;

@@ -41,6 +41,9 @@ pub struct MintedAccessToken {
 }
 
 pub struct AccessTokenRequest<'a> {
+    /// The grant a user's token is issued under: it leads the `jti` (`<grant>.<random>`), so
+    /// userinfo can tell a revoked grant's tokens without a database write per token.
+    pub grant_id: Option<&'a str>,
     pub subject: &'a str,
     pub audience: &'a str,
     pub client_id: &'a str,
@@ -55,7 +58,10 @@ pub fn mint(
     request: AccessTokenRequest<'_>,
     now: i64,
 ) -> Result<MintedAccessToken, KeyRingError> {
-    let jti = random_token(16);
+    let jti = match request.grant_id {
+        Some(grant) => format!("{grant}.{}", random_token(16)),
+        None => random_token(16),
+    };
     let claims = AccessTokenClaims {
         iss: &settings.issuer,
         sub: request.subject,

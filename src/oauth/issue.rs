@@ -1,5 +1,5 @@
-//! Issuing a user's tokens for a grant: access token (tracked by `jti` so revocation reaches
-//! userinfo), ID token when `openid` was granted, and a new refresh token when asked.
+//! Issuing a user's tokens for a grant: access token (its `jti` names the grant, so revocation
+//! reaches userinfo), ID token when `openid` was granted, and the refresh token.
 
 use super::access_token::{mint, AccessTokenRequest};
 use super::token::{TokenResponse, TokenSettings};
@@ -10,15 +10,29 @@ use crate::oidc::id_token;
 use crate::secret::{random_token, sha256};
 use crate::store::GrantStore;
 
+/// What to do about the refresh token.
+pub enum Refresh<'a> {
+    None,
+    /// Store a new one with these scopes (after a code exchange).
+    Issue(&'a ScopeSet),
+    /// Already stored by the rotation that used up the old one (same transaction).
+    Rotated(String),
+}
+
 pub struct Issue<'a> {
     pub client: &'a Client,
     pub user: &'a User,
     pub grant: &'a Grant,
     /// What the access token carries (may be narrower than the grant on refresh).
     pub access_scopes: &'a ScopeSet,
-    /// The scopes of a new refresh token, when one is to be issued (RFC 6749 §6: identical to
-    /// the one it replaces).
-    pub refresh_scopes: Option<&'a ScopeSet>,
+    pub refresh: Refresh<'a>,
+}
+
+/// A new opaque refresh token: 256 random bits; only its SHA-256 is stored.
+pub fn new_refresh_token() -> (String, [u8; 32]) {
+    let token = random_token(32);
+    let hash = sha256(&token);
+    (token, hash)
 }
 
 pub async fn issue_user_tokens<S: GrantStore>(
@@ -35,6 +49,7 @@ pub async fn issue_user_tokens<S: GrantStore>(
         keys,
         &settings.access,
         AccessTokenRequest {
+            grant_id: Some(&issue.grant.id),
             subject: &issue.user.sub,
             audience,
             client_id: &issue.client.id,
@@ -44,7 +59,6 @@ pub async fn issue_user_tokens<S: GrantStore>(
         now,
     )
     .map_err(|e| OAuthError::server_error(&e))?;
-    store.record_access_token(&access.jti, &issue.grant.id, access.expires_at).await?;
 
     let id_token = if issue.access_scopes.contains("openid") {
         // A client may have registered ES256 for its ID tokens; RS256 otherwise.
@@ -60,14 +74,15 @@ pub async fn issue_user_tokens<S: GrantStore>(
         None
     };
 
-    let refresh_token = match issue.refresh_scopes {
-        Some(scopes) => {
-            let token = random_token(32);
+    let refresh_token = match issue.refresh {
+        Refresh::None => None,
+        Refresh::Rotated(token) => Some(token),
+        Refresh::Issue(scopes) => {
+            let (token, hash) = new_refresh_token();
             let expires_at = (now + settings.refresh_idle_secs).min(issue.grant.expires_at);
-            store.insert_refresh_token(&sha256(&token), &issue.grant.id, scopes, now, expires_at).await?;
+            store.insert_refresh_token(&hash, &issue.grant.id, scopes, now, expires_at).await?;
             Some(token)
         }
-        None => None,
     };
 
     let mut response = TokenResponse::bearer(access.token, access.expires_in, issue.access_scopes.to_string());

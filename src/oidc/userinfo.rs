@@ -31,11 +31,16 @@ pub async fn userinfo<S: GrantStore + UserStore>(
         return Err(OAuthError::new(ErrorCode::InsufficientScope, "the access token was not granted the openid scope")
             .with_challenge(Challenge::Bearer));
     }
-    let jti =
-        claims.get("jti").and_then(Value::as_str).ok_or_else(|| OAuthError::invalid_token("the token has no jti"))?;
-    // Tokens of revoked grants (logout, replayed code, reused refresh token, password change)
-    // stop working here at once, though their signature is still good.
-    if !store.access_token_is_live(jti, now).await? {
+    // A user's token names its grant in the jti (`<grant>.<random>`). Tokens of revoked grants
+    // (logout, replayed code, reused refresh token, password change) stop working here at once,
+    // though their signature is still good. Tokens without a grant were not issued to a user.
+    let grant_id = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .and_then(|jti| jti.split_once('.'))
+        .map(|(grant, _)| grant)
+        .ok_or_else(|| OAuthError::invalid_token("the access token was not issued to a user"))?;
+    if !store.grant_is_live(grant_id, now).await? {
         return Err(OAuthError::invalid_token("the access token was revoked"));
     }
     let sub =

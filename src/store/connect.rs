@@ -72,7 +72,10 @@ impl Store {
             .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
-            .test_before_acquire(true)
+            // No ping before every query: it doubled the round trips of the token endpoint. A
+            // connection broken by a database restart fails its next query (answered 503) and
+            // is dropped; the pool reconnects on its own.
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

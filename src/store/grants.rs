@@ -164,9 +164,12 @@ impl GrantStore for Store {
     async fn rotate_refresh_token(
         &self,
         token_hash: &[u8; 32],
+        new_hash: &[u8; 32],
         client_id: &str,
         now: i64,
+        idle_secs: i64,
     ) -> StoreResult<RefreshRotation> {
+        let mut tx = self.pool.begin().await?;
         // Marks the token used only if it is live and its grant is this client's and live:
         // parallel refreshes with one token get exactly one row back.
         let row = sqlx::query(
@@ -178,9 +181,10 @@ impl GrantStore for Store {
         .bind(token_hash.to_vec())
         .bind(now)
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
+            tx.rollback().await?;
             let previous = sqlx::query(
                 "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
                  WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NOT NULL",
@@ -195,13 +199,31 @@ impl GrantStore for Store {
             });
         };
         let grant_id: String = row.try_get("grant_id")?;
-        let token_scopes = scopes(&row.try_get::<String, _>("scopes")?, &grant_id)?;
+        let raw_scopes: String = row.try_get("scopes")?;
+        let token_scopes = scopes(&raw_scopes, &grant_id)?;
         // The UPDATE checked the grant was live, atomically. Read it without that filter: a
         // concurrent reuse may revoke it a moment later, and this caller still won the race.
-        Ok(match self.grant_by_id(&grant_id).await? {
-            Some(grant) => RefreshRotation::Rotated { grant: Box::new(grant), scopes: token_scopes },
-            None => RefreshRotation::Invalid,
-        })
+        let grant_row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+            .bind(&grant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(grant) = grant_row.as_ref().map(grant_from_row).transpose()? else {
+            return Ok(RefreshRotation::Invalid);
+        };
+        // RFC 6749 §6: the successor carries the same scope; it never outlives the grant.
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(new_hash.to_vec())
+        .bind(&grant_id)
+        .bind(raw_scopes)
+        .bind(now)
+        .bind((now + idle_secs).min(grant.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(RefreshRotation::Rotated { grant: Box::new(grant), scopes: token_scopes })
     }
 
     async fn live_refresh_token_scopes(
@@ -223,25 +245,12 @@ impl GrantStore for Store {
         row.map(|r| scopes(&r.try_get::<String, _>("scopes")?, "refresh token")).transpose()
     }
 
-    async fn record_access_token(&self, jti: &str, grant_id: &str, expires_at: i64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO access_tokens (jti, grant_id, expires_at) VALUES ($1, $2, $3)")
-            .bind(jti)
+    async fn grant_is_live(&self, grant_id: &str, now: i64) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 AS live FROM grants WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2")
             .bind(grant_id)
-            .bind(expires_at)
-            .execute(&self.pool)
+            .bind(now)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(())
-    }
-
-    async fn access_token_is_live(&self, jti: &str, now: i64) -> StoreResult<bool> {
-        let row = sqlx::query(
-            "SELECT 1 AS live FROM access_tokens a JOIN grants g ON g.id = a.grant_id \
-             WHERE a.jti = $1 AND a.expires_at > $2 AND g.revoked_at IS NULL",
-        )
-        .bind(jti)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
         Ok(row.is_some())
     }
 
@@ -272,7 +281,7 @@ impl GrantStore for Store {
         let mut removed = 0;
         for sql in [
             "DELETE FROM authorization_codes WHERE expires_at < $1",
-            "DELETE FROM access_tokens WHERE expires_at < $1",
+            "DELETE FROM grants WHERE expires_at < $1",
             "DELETE FROM refresh_tokens WHERE expires_at < $1",
             "DELETE FROM sessions WHERE expires_at < $1",
         ] {

@@ -115,12 +115,16 @@ pub trait GrantStore: Send + Sync {
         now: i64,
         expires_at: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Marks a refresh token used in one conditional UPDATE, if it is live and `client_id`'s.
+    /// Uses up a refresh token (one conditional UPDATE: if it is live and `client_id`'s) and
+    /// stores its successor `new_hash` with the same scopes, in one transaction. The successor
+    /// expires after `idle_secs`, never after the grant.
     fn rotate_refresh_token(
         &self,
         token_hash: &[u8; 32],
+        new_hash: &[u8; 32],
         client_id: &str,
         now: i64,
+        idle_secs: i64,
     ) -> impl Future<Output = StoreResult<RefreshRotation>> + Send;
     /// The scopes of a live refresh token of `client_id`, without using it (a request that
     /// will be refused must not burn the token).
@@ -130,14 +134,8 @@ pub trait GrantStore: Send + Sync {
         client_id: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<Option<ScopeSet>>> + Send;
-    fn record_access_token(
-        &self,
-        jti: &str,
-        grant_id: &str,
-        expires_at: i64,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// True when the access token was issued under a grant that is still live.
-    fn access_token_is_live(&self, jti: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// True while the grant is neither revoked nor past its absolute lifetime.
+    fn grant_is_live(&self, grant_id: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
     fn find_consent(
         &self,
         user_sub: &str,

@@ -1,6 +1,6 @@
 //! The authorization code grant (RFC 6749 §4.1.3) with PKCE (RFC 7636 §4.5–4.6).
 
-use super::super::issue::{issue_user_tokens, Issue};
+use super::super::issue::{issue_user_tokens, Issue, Refresh};
 use super::super::params::Params;
 use super::super::pkce;
 use super::super::token::{TokenResponse, TokenSettings};
@@ -77,7 +77,7 @@ pub async fn grant<S: GrantStore + UserStore>(
             user: &user,
             grant: &grant,
             access_scopes: &grant.scopes,
-            refresh_scopes: refresh.then_some(&grant.scopes),
+            refresh: if refresh { Refresh::Issue(&grant.scopes) } else { Refresh::None },
         },
         now,
     )

@@ -41,7 +41,14 @@ pub fn grant(
     let minted = mint(
         keys,
         settings,
-        AccessTokenRequest { subject: &subject, audience, client_id: &client.id, scope: &scope, roles: &client.roles },
+        AccessTokenRequest {
+            grant_id: None,
+            subject: &subject,
+            audience,
+            client_id: &client.id,
+            scope: &scope,
+            roles: &client.roles,
+        },
         now,
     )
     .map_err(|e| OAuthError::server_error(&e))?;

@@ -1,6 +1,6 @@
 //! The refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
 
-use super::super::issue::{issue_user_tokens, Issue};
+use super::super::issue::{issue_user_tokens, new_refresh_token, Issue, Refresh};
 use super::super::params::Params;
 use super::super::token::{TokenResponse, TokenSettings};
 use super::super::OAuthError;
@@ -39,21 +39,24 @@ pub async fn grant<S: GrantStore + UserStore>(
             return Err(OAuthError::invalid_scope(format!("not granted originally: {}", wider.join(" "))));
         }
     }
-    let (grant, token_scopes) = match store.rotate_refresh_token(&hash, &client.id, now).await? {
-        RefreshRotation::Rotated { grant, scopes } => (grant, scopes),
-        RefreshRotation::Reused { grant_id } => {
-            // A rotated token came back: it was stolen, or a client raced itself. Either way
-            // the whole family ends (RFC 9700 §4.14.2).
-            store.revoke_grant(&grant_id, now).await?;
-            tracing::warn!(client_id = %client.id, grant_id = %grant_id, "refresh token reused; grant revoked");
-            return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
-        }
-        RefreshRotation::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired, revoked, or was issued to another client",
-            ))
-        }
-    };
+    // The new token is stored in the same transaction that uses up the old one: one commit.
+    let (new_token, new_hash) = new_refresh_token();
+    let (grant, token_scopes) =
+        match store.rotate_refresh_token(&hash, &new_hash, &client.id, now, settings.refresh_idle_secs).await? {
+            RefreshRotation::Rotated { grant, scopes } => (grant, scopes),
+            RefreshRotation::Reused { grant_id } => {
+                // A rotated token came back: it was stolen, or a client raced itself. Either way
+                // the whole family ends (RFC 9700 §4.14.2).
+                store.revoke_grant(&grant_id, now).await?;
+                tracing::warn!(client_id = %client.id, grant_id = %grant_id, "refresh token reused; grant revoked");
+                return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
+            }
+            RefreshRotation::Invalid => {
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token is invalid, expired, revoked, or was issued to another client",
+                ))
+            }
+        };
     let access_scopes = match requested {
         None => token_scopes.clone(),
         // Re-checked against the rotated token's own scopes (the pre-check read may be stale).
@@ -74,7 +77,7 @@ pub async fn grant<S: GrantStore + UserStore>(
             user: &user,
             grant: &grant,
             access_scopes: &access_scopes,
-            refresh_scopes: Some(&token_scopes),
+            refresh: Refresh::Rotated(new_token),
         },
         now,
     )

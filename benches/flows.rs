@@ -1,0 +1,1426 @@
+//! Load benchmark of the sign-in flows, over HTTP, against the release binary run as a separate
+//! process (`latchkey serve`) on SQLite or Postgres, with the production argon2id cost.
+//!
+//! Run: `cargo bench --bench flows` (cargo builds `target/release/latchkey` first, this program
+//! starts it), or `benches/flows.sh` for both backends. Scenarios:
+//!
+//! - (a)  the full authorization-code flow with a password sign-in, closed loop: every virtual
+//!   user (own cookie jar, emptied before each flow) runs flows back to back;
+//! - (a') the same flow at a fixed arrival rate (open loop: a flow starts every 1/rate s whatever
+//!   the server does; latency counts from the scheduled start, so queueing is not hidden);
+//! - (b)  the code flow for a user who already has a session (GET /authorize → code → token);
+//! - (c)  refresh with rotation, each virtual user chaining its own refresh tokens;
+//! - (d)  client_credentials at a fixed rate, alone and then during a flood of password sign-ins.
+//!
+//! Settings (environment): BENCH_BACKEND=sqlite|postgres, BENCH_POSTGRES_URL, BENCH_SECONDS (10),
+//! BENCH_WARMUP (1), BENCH_USERS (200), BENCH_VUS_PASSWORD (16), BENCH_RATE_PASSWORD (60),
+//! BENCH_VUS_SESSION (32), BENCH_VUS_REFRESH (32), BENCH_VUS_FLOOD (32), BENCH_CC_RATE (200),
+//! BENCH_SCENARIOS (a,a60,b,c,d), BENCH_BIN (default: the binary cargo built), BENCH_PORT (free
+//! port), BENCH_SERVER_ENV ("LATCHKEY_X=1 LATCHKEY_Y=2", passed to the server and printed; every
+//! other inherited LATCHKEY_* variable is removed so the server runs on its defaults).
+//! Figures go to stdout and benches/results/flows-<timestamp>-<backend>.txt.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use reqwest::header::{HeaderValue, LOCATION};
+use reqwest::{StatusCode, Url};
+use sha2::{Digest, Sha256};
+use sqlx::Connection;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+const PASSWORD: &str = "correct horse battery staple";
+const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+const PG_DATABASE: &str = "latchkey_flows_bench";
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| anyhow!("{name}={v} is not a valid value")),
+        _ => Ok(default),
+    }
+}
+
+struct Config {
+    backend: String,
+    pg_admin_url: String,
+    seconds: f64,
+    warmup: f64,
+    users: usize,
+    vus_password: usize,
+    rate_password: f64,
+    vus_session: usize,
+    vus_refresh: usize,
+    vus_flood: usize,
+    cc_rate: f64,
+    scenarios: Vec<String>,
+    bin: String,
+    port: u16,
+    server_env: Vec<(String, String)>,
+}
+
+impl Config {
+    fn load() -> anyhow::Result<Self> {
+        let backend = env_or("BENCH_BACKEND", "sqlite".to_string())?;
+        if backend != "sqlite" && backend != "postgres" {
+            bail!("BENCH_BACKEND must be sqlite or postgres, not {backend}");
+        }
+        let server_env = std::env::var("BENCH_SERVER_ENV")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|kv| {
+                kv.split_once('=')
+                    .filter(|(k, _)| k.starts_with("LATCHKEY_"))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| anyhow!("BENCH_SERVER_ENV: `{kv}` is not LATCHKEY_NAME=value"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let config = Self {
+            backend,
+            pg_admin_url: env_or(
+                "BENCH_POSTGRES_URL",
+                "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_string(),
+            )?,
+            seconds: env_or("BENCH_SECONDS", 10.0)?,
+            warmup: env_or("BENCH_WARMUP", 1.0)?,
+            users: env_or("BENCH_USERS", 200)?,
+            vus_password: env_or("BENCH_VUS_PASSWORD", 16)?,
+            rate_password: env_or("BENCH_RATE_PASSWORD", 60.0)?,
+            vus_session: env_or("BENCH_VUS_SESSION", 32)?,
+            vus_refresh: env_or("BENCH_VUS_REFRESH", 32)?,
+            vus_flood: env_or("BENCH_VUS_FLOOD", 32)?,
+            cc_rate: env_or("BENCH_CC_RATE", 200.0)?,
+            scenarios: env_or("BENCH_SCENARIOS", "a,a60,b,c,d".to_string())?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            bin: env_or("BENCH_BIN", env!("CARGO_BIN_EXE_latchkey").to_string())?,
+            port: env_or("BENCH_PORT", 0)?,
+            server_env,
+        };
+        if config.seconds <= 0.0 || config.warmup < 0.0 || config.rate_password <= 0.0 || config.cc_rate <= 0.0 {
+            bail!("BENCH_SECONDS and the rates must be positive, BENCH_WARMUP not negative");
+        }
+        if config.users == 0 || config.vus_password == 0 || config.vus_session == 0 || config.vus_refresh == 0 {
+            bail!("BENCH_USERS and the BENCH_VUS_* settings must be at least 1");
+        }
+        for s in &config.scenarios {
+            if !["a", "a60", "b", "c", "d"].contains(&s.as_str()) {
+                bail!("BENCH_SCENARIOS: unknown scenario `{s}` (known: a, a60, b, c, d)");
+            }
+        }
+        Ok(config)
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.scenarios.iter().any(|s| s == scenario)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The machine, and CPU accounting from /proc
+
+fn nproc() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn memory_gib() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds of a process so far (`self` or a pid), from /proc/PID/stat.
+fn cpu_seconds(pid: &str, ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `) `.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks)
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// CPU used by the server and by this load generator over a stretch of wall time, in cores.
+struct CpuMeter {
+    server_pid: String,
+    ticks: f64,
+    start: Instant,
+    server: f64,
+    generator: f64,
+}
+
+impl CpuMeter {
+    fn start(server_pid: u32, ticks: f64) -> Self {
+        let server_pid = server_pid.to_string();
+        Self {
+            server: cpu_seconds(&server_pid, ticks).unwrap_or(0.0),
+            generator: cpu_seconds("self", ticks).unwrap_or(0.0),
+            server_pid,
+            ticks,
+            start: Instant::now(),
+        }
+    }
+
+    /// (server cores, load generator cores) since `start`.
+    fn stop(&self) -> (f64, f64) {
+        let wall = self.start.elapsed().as_secs_f64().max(1e-9);
+        let server = cpu_seconds(&self.server_pid, self.ticks).unwrap_or(0.0) - self.server;
+        let generator = cpu_seconds("self", self.ticks).unwrap_or(0.0) - self.generator;
+        (server / wall, generator / wall)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process and its database
+
+struct Server {
+    child: Option<std::process::Child>,
+    pid: u32,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    /// Stops the server the way an operator would (SIGTERM), killing it after 10 s.
+    async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = tokio::process::Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await;
+        for _ in 0..100 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("server did not stop within 10 s of SIGTERM; killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The count of warnings and errors the server logged, and the last few of them.
+    fn log_summary(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let notable: Vec<&str> =
+            log.lines().filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"")).collect();
+        let mut out = format!("server log: {} warnings/errors\n", notable.len());
+        for line in &notable[notable.len().saturating_sub(5)..] {
+            let short: String = line.chars().take(300).collect();
+            out.push_str(&format!("  {short}\n"));
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Error paths and panics: never leave a server running.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Environment for every `latchkey` process: inherited LATCHKEY_* removed, ours set.
+fn latchkey_command(bin: &str, env: &[(String, String)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(bin);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("LATCHKEY_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    command.kill_on_drop(true);
+    command
+}
+
+async fn run_cli(bin: &str, env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    let mut command = latchkey_command(bin, env);
+    command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = command.spawn().with_context(|| format!("cannot run {bin}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(format!("{input}\n").as_bytes()).await?;
+    }
+    let output = child.wait_with_output().await?;
+    if !output.status.success() {
+        bail!("latchkey {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+struct ClientCreds {
+    id: String,
+    secret: String,
+}
+
+async fn create_client(bin: &str, env: &[(String, String)], args: &[&str]) -> anyhow::Result<ClientCreds> {
+    let out = run_cli(bin, env, args, None).await?;
+    let json: serde_json::Value = serde_json::from_str(&out).context("client create printed no JSON")?;
+    let field = |name: &str| {
+        json.get(name).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| anyhow!("client create: no {name}"))
+    };
+    Ok(ClientCreds { id: field("client_id")?, secret: field("client_secret")? })
+}
+
+/// Creates the users with the CLI, `jobs` processes at a time (each costs one process start and
+/// two argon2id hashes: the CLI's dummy hash and the password's).
+async fn create_users(bin: &str, env: &[(String, String)], count: usize, jobs: usize) -> anyhow::Result<Vec<String>> {
+    let emails: Vec<String> = (0..count).map(|i| format!("user{i}@bench.example")).collect();
+    let mut set = JoinSet::new();
+    let mut next = 0;
+    while next < emails.len() || !set.is_empty() {
+        while next < emails.len() && set.len() < jobs {
+            let (bin, env, email) = (bin.to_string(), env.to_vec(), emails[next].clone());
+            set.spawn(async move {
+                run_cli(&bin, &env, &["user", "create", "--email", &email, "--password-stdin"], Some(PASSWORD)).await
+            });
+            next += 1;
+        }
+        if let Some(done) = set.join_next().await {
+            done??;
+        }
+    }
+    Ok(emails)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn postgres_database(admin_url: &str, create: bool) -> anyhow::Result<String> {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .with_context(|| "cannot connect to BENCH_POSTGRES_URL (is Postgres running?)")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")).execute(&mut conn).await?;
+    if create {
+        sqlx::query(&format!("CREATE DATABASE {PG_DATABASE}")).execute(&mut conn).await?;
+    }
+    let _ = conn.close().await;
+    let mut url = Url::parse(admin_url).context("BENCH_POSTGRES_URL is not a URL")?;
+    url.set_path(&format!("/{PG_DATABASE}"));
+    Ok(url.to_string())
+}
+
+async fn start_server(
+    bin: &str,
+    env: &[(String, String)],
+    base: &str,
+    log: std::path::PathBuf,
+) -> anyhow::Result<Server> {
+    let mut command = std::process::Command::new(bin);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("LATCHKEY_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?);
+    let child = command.spawn().with_context(|| format!("cannot start {bin} serve"))?;
+    let mut server = Server { pid: child.id(), child: Some(child), log };
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    for _ in 0..300 {
+        if let Some(child) = server.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                server.child = None;
+                bail!("the server exited at start ({status}):\n{}", server.log_tail());
+            }
+        }
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(server);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server was not ready within 30 s:\n{}", server.log_tail())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A browser: its own connection pool and cookie jar, no redirect following
+
+/// A cookie jar that can be emptied (a fresh browser profile for every password flow).
+#[derive(Default)]
+struct Jar(Mutex<BTreeMap<String, String>>);
+
+impl Jar {
+    fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+}
+
+impl reqwest::cookie::CookieStore for Jar {
+    fn set_cookies(&self, headers: &mut dyn Iterator<Item = &HeaderValue>, _url: &Url) {
+        let Ok(mut map) = self.0.lock() else { return };
+        for header in headers {
+            let Ok(text) = header.to_str() else { continue };
+            let mut parts = text.split(';');
+            let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else { continue };
+            let removed = value.is_empty()
+                || parts.any(|a| {
+                    let a = a.trim().to_ascii_lowercase();
+                    a == "max-age=0" || a.starts_with("max-age=-")
+                });
+            if removed {
+                map.remove(name.trim());
+            } else {
+                map.insert(name.trim().to_string(), value.trim().to_string());
+            }
+        }
+    }
+
+    fn cookies(&self, _url: &Url) -> Option<HeaderValue> {
+        let map = self.0.lock().ok()?;
+        if map.is_empty() {
+            return None;
+        }
+        let joined = map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        HeaderValue::from_str(&joined).ok()
+    }
+}
+
+struct Browser {
+    http: reqwest::Client,
+    jar: Arc<Jar>,
+}
+
+fn http_client(jar: Option<Arc<Jar>>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true);
+    if let Some(jar) = jar {
+        builder = builder.cookie_provider(jar);
+    }
+    Ok(builder.build()?)
+}
+
+fn browser() -> anyhow::Result<Browser> {
+    let jar = Arc::new(Jar::default());
+    Ok(Browser { http: http_client(Some(jar.clone()))?, jar })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The flows
+
+/// Everything a flow needs about the server.
+struct Target {
+    base: String,
+    app: ClientCreds,
+    service: ClientCreds,
+    users: Vec<String>,
+}
+
+type Step = Result<(), String>;
+
+fn random_b64(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A short, aggregatable description of a failed request.
+fn transport(step: &str, e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection refused/failed"
+    } else {
+        "transport error"
+    };
+    format!("{step}: {kind}")
+}
+
+fn location(step: &str, response: &reqwest::Response) -> Result<String, String> {
+    if response.status() != StatusCode::SEE_OTHER {
+        return Err(format!("{step}: HTTP {} (expected 303)", response.status().as_u16()));
+    }
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{step}: 303 without Location"))
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location.to_string()
+    }
+}
+
+/// The value of `<input … name="NAME" value="…">` in a page.
+fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(
+        html[start..end]
+            .replace("&#x2f;", "/")
+            .replace("&#x2F;", "/")
+            .replace("&#x3d;", "=")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
+}
+
+struct Pkce {
+    verifier: String,
+    challenge: String,
+}
+
+fn pkce() -> Pkce {
+    let verifier = random_b64(32);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    Pkce { verifier, challenge }
+}
+
+impl Target {
+    fn authorize_url(&self, pkce: &Pkce, state: &str) -> String {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.app.id)
+            .append_pair("redirect_uri", REDIRECT_URI)
+            .append_pair("scope", "openid offline_access")
+            .append_pair("state", state)
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        format!("{}/authorize?{query}", self.base)
+    }
+
+    /// The code from the app's callback URL, after checking `state` and `iss` (RFC 9207).
+    fn code_from_callback(&self, step: &str, callback: &str, state: &str) -> Result<String, String> {
+        if !callback.starts_with(REDIRECT_URI) {
+            let path = callback.split('?').next().unwrap_or(callback);
+            return Err(format!("{step}: redirected to {path}, not to the app"));
+        }
+        let url = Url::parse(callback).map_err(|_| format!("{step}: bad callback URL"))?;
+        let (mut code, mut got_state, mut iss, mut error) = (None, None, None, None);
+        for (k, v) in url.query_pairs() {
+            match k.as_ref() {
+                "code" => code = Some(v.into_owned()),
+                "state" => got_state = Some(v.into_owned()),
+                "iss" => iss = Some(v.into_owned()),
+                "error" => error = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        if let Some(error) = error {
+            return Err(format!("{step}: callback with error={error}"));
+        }
+        if got_state.as_deref() != Some(state) {
+            return Err(format!("{step}: callback state does not match"));
+        }
+        if iss.as_deref() != Some(self.base.as_str()) {
+            return Err(format!("{step}: callback iss does not match the issuer"));
+        }
+        code.ok_or_else(|| format!("{step}: callback without code"))
+    }
+
+    /// POST /token; returns the JSON body of a 200 answer.
+    async fn token(
+        &self,
+        http: &reqwest::Client,
+        step: &str,
+        form: &[(&str, &str)],
+        client: &ClientCreds,
+    ) -> Result<serde_json::Value, String> {
+        let response = http
+            .post(format!("{}/token", self.base))
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| transport(step, &e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| transport(step, &e))?;
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| format!("{step}: HTTP {} with a non-JSON body", status.as_u16()))?;
+        if status != StatusCode::OK {
+            let error = json.get("error").and_then(|v| v.as_str()).unwrap_or("?");
+            return Err(format!("{step}: HTTP {} {error}", status.as_u16()));
+        }
+        Ok(json)
+    }
+
+    /// Redeems a code; checks the three tokens are there and returns the refresh token.
+    async fn redeem(&self, http: &reqwest::Client, code: &str, pkce: &Pkce) -> Result<String, String> {
+        let step = "POST /token (code)";
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", pkce.verifier.as_str()),
+        ];
+        let json = self.token(http, step, &form, &self.app).await?;
+        for field in ["access_token", "id_token"] {
+            if json.get(field).and_then(|v| v.as_str()).is_none() {
+                return Err(format!("{step}: no {field} in the answer"));
+            }
+        }
+        json.get("refresh_token")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("{step}: no refresh_token in the answer"))
+    }
+
+    /// The whole flow for a browser without a session: authorize → login page → POST /login →
+    /// continue → callback → token. Returns the refresh token; the browser keeps its session.
+    async fn password_flow(&self, browser: &Browser, email: &str) -> Result<String, String> {
+        browser.jar.clear();
+        let http = &browser.http;
+        let pkce = pkce();
+        let state = random_b64(12);
+
+        let step = "GET /authorize";
+        let response = http.get(self.authorize_url(&pkce, &state)).send().await.map_err(|e| transport(step, &e))?;
+        let login = location(step, &response)?;
+        if !login.starts_with("/login") {
+            return Err(format!("{step}: redirected to {}, not to /login", login.split('?').next().unwrap_or("")));
+        }
+
+        let step = "GET /login";
+        let response = http.get(absolute(&self.base, &login)).send().await.map_err(|e| transport(step, &e))?;
+        if response.status() != StatusCode::OK {
+            return Err(format!("{step}: HTTP {}", response.status().as_u16()));
+        }
+        let page = response.text().await.map_err(|e| transport(step, &e))?;
+        let csrf = hidden_field(&page, "csrf").ok_or_else(|| format!("{step}: no csrf field"))?;
+        let rid = hidden_field(&page, "rid").ok_or_else(|| format!("{step}: no rid field"))?;
+
+        let step = "POST /login";
+        let form = [("csrf", csrf.as_str()), ("rid", rid.as_str()), ("email", email), ("password", PASSWORD)];
+        let response =
+            http.post(format!("{}/login", self.base)).form(&form).send().await.map_err(|e| transport(step, &e))?;
+        if response.status() == StatusCode::OK {
+            // The page again: the sign-in failed (wrong password, or unavailable).
+            return Err(format!("{step}: HTTP 200 (the form again: sign-in refused)"));
+        }
+        let next = location(step, &response)?;
+
+        let step = "GET /authorize/continue";
+        let response = http.get(absolute(&self.base, &next)).send().await.map_err(|e| transport(step, &e))?;
+        let callback = location(step, &response)?;
+        let code = self.code_from_callback(step, &callback, &state)?;
+        self.redeem(http, &code, &pkce).await
+    }
+
+    /// The flow for a browser with a session: authorize answers with the code at once.
+    async fn session_flow(&self, browser: &Browser) -> Result<String, String> {
+        let pkce = pkce();
+        let state = random_b64(12);
+        let step = "GET /authorize (session)";
+        let response =
+            browser.http.get(self.authorize_url(&pkce, &state)).send().await.map_err(|e| transport(step, &e))?;
+        let callback = location(step, &response)?;
+        let code = self.code_from_callback(step, &callback, &state)?;
+        self.redeem(&browser.http, &code, &pkce).await
+    }
+
+    /// One rotation: returns the new refresh token.
+    async fn refresh(&self, http: &reqwest::Client, token: &str) -> Result<String, String> {
+        let step = "POST /token (refresh)";
+        let form = [("grant_type", "refresh_token"), ("refresh_token", token)];
+        let json = self.token(http, step, &form, &self.app).await?;
+        match json.get("refresh_token").and_then(|v| v.as_str()) {
+            Some(new) if new != token => Ok(new.to_string()),
+            Some(_) => Err(format!("{step}: the same refresh token came back (no rotation)")),
+            None => Err(format!("{step}: no refresh_token in the answer")),
+        }
+    }
+
+    async fn client_credentials(&self, http: &reqwest::Client) -> Step {
+        let step = "POST /token (client_credentials)";
+        let form = [("grant_type", "client_credentials"), ("scope", "read")];
+        let json = self.token(http, step, &form, &self.service).await?;
+        match json.get("access_token") {
+            Some(_) => Ok(()),
+            None => Err(format!("{step}: no access_token in the answer")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load shapes and statistics
+
+/// The measured stretch: operations that complete (closed loop) or are scheduled (open loop)
+/// inside it count; the warm-up before it does not.
+#[derive(Clone, Copy)]
+struct Window {
+    from: Instant,
+    to: Instant,
+}
+
+impl Window {
+    fn after_warmup(warmup: f64, seconds: f64) -> Self {
+        let from = Instant::now() + Duration::from_secs_f64(warmup);
+        Self { from, to: from + Duration::from_secs_f64(seconds) }
+    }
+
+    fn contains(&self, t: Instant) -> bool {
+        t >= self.from && t <= self.to
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies_us: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    fn record(&mut self, latency: Duration, result: Step) {
+        match result {
+            Ok(()) => self.latencies_us.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX)),
+            Err(kind) => *self.errors.entry(kind).or_default() += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Stats) {
+        self.latencies_us.extend(other.latencies_us);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+
+    fn failed_setup(e: &anyhow::Error) -> Self {
+        let mut stats = Self::default();
+        stats.errors.insert(format!("setup failed, scenario not run: {e:#}"), 1);
+        stats
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// A virtual user of a closed loop: one operation at a time, back to back.
+trait Worker: Send + 'static {
+    fn step(&mut self) -> impl Future<Output = Step> + Send;
+}
+
+async fn closed_loop<W: Worker>(workers: Vec<W>, window: Window) -> Stats {
+    let mut set = JoinSet::new();
+    for mut worker in workers {
+        set.spawn(async move {
+            let mut stats = Stats::default();
+            loop {
+                let start = Instant::now();
+                if start >= window.to {
+                    break;
+                }
+                let result = worker.step().await;
+                let done = Instant::now();
+                let failed = result.is_err();
+                if window.contains(done) {
+                    stats.record(done - start, result);
+                }
+                if failed {
+                    // No hot loop against a server that is down.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            stats
+        });
+    }
+    let mut all = Stats::default();
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(stats) => all.merge(stats),
+            Err(e) => *all.errors.entry(format!("worker task failed: {e}")).or_default() += 1,
+        }
+    }
+    all
+}
+
+/// An open loop: operation `i` starts at `start + i / rate` whatever happened to the others;
+/// its latency counts from that scheduled time.
+async fn open_loop<F, Fut>(rate: f64, window: Window, op: F) -> Stats
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Step> + Send + 'static,
+{
+    type Done = Result<(Instant, Duration, Step), tokio::task::JoinError>;
+    let mut stats = Stats::default();
+    let mut collect = |done: Done| match done {
+        Ok((scheduled, latency, result)) if window.contains(scheduled) => stats.record(latency, result),
+        Ok(_) => {}
+        Err(e) => *stats.errors.entry(format!("task failed: {e}")).or_default() += 1,
+    };
+    let start = Instant::now();
+    let period = 1.0 / rate;
+    let mut set = JoinSet::new();
+    let mut i: u64 = 0;
+    loop {
+        #[allow(clippy::cast_precision_loss)]
+        let scheduled = start + Duration::from_secs_f64(period * i as f64);
+        if scheduled > window.to {
+            break;
+        }
+        tokio::time::sleep_until(scheduled.into()).await;
+        let future = op(i);
+        set.spawn(async move {
+            let result = future.await;
+            (scheduled, Instant::now() - scheduled, result)
+        });
+        i += 1;
+        // Collect what has finished, so the set stays small.
+        while let Some(Some(done)) = set.join_next().now_or_never() {
+            collect(done);
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        collect(done);
+    }
+    stats
+}
+
+/// `JoinSet::join_next` without waiting (a tiny stand-in for futures' `now_or_never`).
+trait NowOrNever: Future + Sized {
+    fn now_or_never(self) -> Option<Self::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut this = std::pin::pin!(self);
+        match this.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+}
+
+impl<F: Future> NowOrNever for F {}
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios' workers
+
+struct PasswordWorker {
+    target: Arc<Target>,
+    browser: Browser,
+    next_user: usize,
+    stride: usize,
+}
+
+impl Worker for PasswordWorker {
+    async fn step(&mut self) -> Step {
+        let email = &self.target.users[self.next_user % self.target.users.len()];
+        self.next_user += self.stride;
+        self.target.password_flow(&self.browser, email).await.map(|_| ())
+    }
+}
+
+fn password_workers(target: &Arc<Target>, count: usize) -> anyhow::Result<Vec<PasswordWorker>> {
+    (0..count)
+        .map(|i| Ok(PasswordWorker { target: target.clone(), browser: browser()?, next_user: i, stride: count }))
+        .collect()
+}
+
+/// A signed-in browser and the latest refresh token it holds.
+struct SignedIn {
+    target: Arc<Target>,
+    browser: Browser,
+    refresh_token: Option<String>,
+}
+
+/// Signs `count` browsers in (not measured); those that fail are left out and counted.
+async fn signed_in(target: &Arc<Target>, count: usize) -> anyhow::Result<(Vec<SignedIn>, u64)> {
+    let mut set = JoinSet::new();
+    for i in 0..count {
+        let target = target.clone();
+        let browser = browser()?;
+        set.spawn(async move {
+            let email = &target.users[i % target.users.len()];
+            let token = target.password_flow(&browser, email).await;
+            token.map(|t| SignedIn { target: target.clone(), browser, refresh_token: Some(t) })
+        });
+    }
+    let (mut ready, mut failed) = (Vec::new(), 0);
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok(user)) => ready.push(user),
+            Ok(Err(e)) => {
+                eprintln!("  sign-in for setup failed: {e}");
+                failed += 1;
+            }
+            Err(e) => {
+                eprintln!("  sign-in task failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if ready.is_empty() {
+        bail!("no browser could sign in for the scenario");
+    }
+    Ok((ready, failed))
+}
+
+fn setup_failures(stats: &mut Stats, failed: u64) {
+    if failed > 0 {
+        stats.errors.insert("setup: sign-in failed (virtual user left out)".into(), failed);
+    }
+}
+
+struct SessionWorker(SignedIn);
+
+impl Worker for SessionWorker {
+    async fn step(&mut self) -> Step {
+        self.0.target.session_flow(&self.0.browser).await.map(|_| ())
+    }
+}
+
+struct RefreshWorker(SignedIn);
+
+impl Worker for RefreshWorker {
+    async fn step(&mut self) -> Step {
+        let user = &mut self.0;
+        let token = match user.refresh_token.take() {
+            Some(t) => t,
+            // The chain broke on an earlier error: start a new grant through the session (its
+            // time is part of this operation, so a failure costs what it costs).
+            None => user.target.session_flow(&user.browser).await?,
+        };
+        let new = user.target.refresh(&user.browser.http, &token).await?;
+        user.refresh_token = Some(new);
+        Ok(())
+    }
+}
+
+/// Browsers for the open-loop password flows: one per flow in flight, reused afterwards.
+struct BrowserPool(Mutex<Vec<Browser>>);
+
+impl BrowserPool {
+    fn take(&self) -> Result<Browser, String> {
+        let pooled = self.0.lock().ok().and_then(|mut v| v.pop());
+        match pooled {
+            Some(b) => Ok(b),
+            None => browser().map_err(|e| format!("cannot build an HTTP client: {e}")),
+        }
+    }
+
+    fn put(&self, browser: Browser) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(browser);
+        }
+    }
+}
+
+fn password_open_loop_op(target: Arc<Target>, pool: Arc<BrowserPool>) -> impl Fn(u64) -> BoxedStep {
+    move |i| {
+        let (target, pool) = (target.clone(), pool.clone());
+        Box::pin(async move {
+            let browser = pool.take()?;
+            let index = usize::try_from(i).unwrap_or(0) % target.users.len();
+            let result = target.password_flow(&browser, &target.users[index]).await.map(|_| ());
+            pool.put(browser);
+            result
+        })
+    }
+}
+
+type BoxedStep = std::pin::Pin<Box<dyn Future<Output = Step> + Send>>;
+
+fn client_credentials_op(target: Arc<Target>, http: reqwest::Client) -> impl Fn(u64) -> BoxedStep {
+    move |_| {
+        let (target, http) = (target.clone(), http.clone());
+        Box::pin(async move { target.client_credentials(&http).await })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+struct Row {
+    id: &'static str,
+    what: &'static str,
+    load: String,
+    stats: Stats,
+    seconds: f64,
+    cpu: (f64, f64),
+    target: &'static str,
+    verdict: String,
+}
+
+fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    #[allow(clippy::cast_precision_loss)]
+    let ms = sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0;
+    ms
+}
+
+struct Summary {
+    rate: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    errors: u64,
+}
+
+fn summarize(stats: &mut Stats, seconds: f64) -> Summary {
+    stats.latencies_us.sort_unstable();
+    let l = &stats.latencies_us;
+    #[allow(clippy::cast_precision_loss)]
+    let rate = l.len() as f64 / seconds;
+    Summary {
+        rate,
+        p50: percentile_ms(l, 50.0),
+        p90: percentile_ms(l, 90.0),
+        p99: percentile_ms(l, 99.0),
+        max: percentile_ms(l, 100.0),
+        errors: stats.error_count(),
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn verdict(met: bool, errors: u64) -> String {
+    match (met, errors) {
+        (true, 0) => "met".into(),
+        (true, _) => "met, with errors".into(),
+        (false, _) => "NOT met".into(),
+    }
+}
+
+fn timestamp() -> (String, String) {
+    let now = time::OffsetDateTime::now_utc();
+    let file = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let human = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    (file, human)
+}
+
+fn table(rows: &mut [Row]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<5} {:<44} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6}  {:<32} {}\n",
+        "",
+        "scenario",
+        "load",
+        "ok/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "srv",
+        "gen",
+        "target",
+        "verdict"
+    ));
+    for row in rows.iter_mut() {
+        let s = summarize(&mut row.stats, row.seconds);
+        out.push_str(&format!(
+            "{:<5} {:<44} {:>10} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6.2} {:>6.2}  {:<32} {}\n",
+            row.id,
+            row.what,
+            row.load,
+            s.rate,
+            ms(s.p50),
+            ms(s.p90),
+            ms(s.p99),
+            ms(s.max),
+            s.errors,
+            row.cpu.0,
+            row.cpu.1,
+            row.target,
+            row.verdict
+        ));
+    }
+    out.push_str(
+        "srv / gen: CPU cores used by the server process and by this load generator during the scenario \
+         (the rest of the machine: Postgres, other work).\n\
+         Open-loop rows (load n/s): ok/s counts the flows scheduled in the window that succeeded, \
+         however late; latency runs from the scheduled start, so an overloaded server shows in p50/p99.\n",
+    );
+    let mut errors = String::new();
+    for row in rows.iter() {
+        for (kind, n) in &row.stats.errors {
+            errors.push_str(&format!("  {} {}: {n}× {kind}\n", row.id, row.what));
+        }
+    }
+    if !errors.is_empty() {
+        out.push_str("errors:\n");
+        out.push_str(&errors);
+    }
+    out
+}
+
+/// Fills in the verdict from the measured figures.
+fn judge(row: &mut Row, backend: &str) {
+    let s = summarize(&mut row.stats, row.seconds);
+    row.verdict = match row.id {
+        "(a)" => verdict(s.rate >= 80.0, s.errors),
+        "(a')" => verdict(s.p99 <= 150.0, s.errors),
+        "(b)" => verdict(s.rate >= 1500.0, s.errors),
+        "(c)" if backend == "postgres" => verdict(s.rate >= 3000.0, s.errors),
+        "(c)" => "(target is for Postgres)".into(),
+        "(d)" => verdict(s.p99 <= 10.0, s.errors),
+        _ => String::new(),
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+/// argon2id verification at the server's default cost, measured in this process on one thread:
+/// the ceiling of password sign-ins per second is about cores / this.
+async fn argon2_calibration() -> anyhow::Result<f64> {
+    let settings = latchkey::config::Settings::default().password_settings();
+    let hasher = latchkey::authn::PasswordHasher::new(&settings)?;
+    let stored = hasher.hash(PASSWORD).await?;
+    hasher.verify(PASSWORD, Some(&stored)).await?;
+    let rounds = 10;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        hasher.verify(PASSWORD, Some(&stored)).await?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds))
+}
+
+async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> {
+    let port = if config.port == 0 { free_port()? } else { config.port };
+    let base = format!("http://127.0.0.1:{port}");
+    let database_url = if config.backend == "postgres" {
+        postgres_database(&config.pg_admin_url, true).await?
+    } else {
+        format!("sqlite:{}", work.join("bench.db").display())
+    };
+    let mut env = vec![
+        ("LATCHKEY_ISSUER".to_string(), base.clone()),
+        ("LATCHKEY_BIND".to_string(), format!("127.0.0.1:{port}")),
+        ("LATCHKEY_DATABASE_URL".to_string(), database_url),
+        ("LATCHKEY_MASTER_KEY".to_string(), random_b64(32)),
+        ("LATCHKEY_LOG_LEVEL".to_string(), "warn".to_string()),
+        // JSON lines: no start-up banner, and warnings are easy to count.
+        ("LATCHKEY_LOG_FORMAT".to_string(), "json".to_string()),
+    ];
+    env.extend(config.server_env.iter().cloned());
+
+    let argon2_ms = argon2_calibration().await?;
+    eprintln!("argon2id verify at the default cost, one thread: {argon2_ms:.1} ms");
+
+    let bin = config.bin.as_str();
+    run_cli(bin, &env, &["migrate"], None).await?;
+    let app = create_client(
+        bin,
+        &env,
+        &["client", "create", "--name", "bench web app", "--redirect-uri", REDIRECT_URI, "--first-party"],
+    )
+    .await?;
+    let service = create_client(bin, &env, &["client", "create", "--name", "bench service", "--scope", "read"]).await?;
+    let started = Instant::now();
+    let users = create_users(bin, &env, config.users, nproc()).await?;
+    eprintln!("created {} users with the CLI in {:.1} s", users.len(), started.elapsed().as_secs_f64());
+
+    let mut server = start_server(bin, &env, &base, work.join("server.log")).await?;
+    let result = scenarios(config, &server, Arc::new(Target { base: base.clone(), app, service, users })).await;
+    let rss = peak_rss_mb(server.pid);
+    let exited = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+    server.stop().await;
+    let mut report = result?;
+    if let Some(rss) = rss {
+        report.push_str(&format!("server peak RSS: {rss:.1} MB\n"));
+    }
+    if let Some(status) = exited {
+        report.push_str(&format!("THE SERVER EXITED DURING THE RUN ({status}); figures after that are errors\n"));
+    }
+    report.push_str(&server.log_summary());
+    let (_, when) = timestamp();
+    #[allow(clippy::cast_precision_loss)]
+    let ceiling = nproc() as f64 * 1000.0 / argon2_ms;
+    let header = format!(
+        "Latchkey sign-in flows — backend {}, {when}\n\
+         machine: {} cores (nproc), {:.1} GiB memory; the load generator runs on the same machine\n\
+         server: {bin} serve, argon2id at the default cost (m=19456 KiB, t=2, p=1){}\n\
+         argon2id verify at that cost, in-process, one thread: {argon2_ms:.1} ms \
+         (≈ {:.0} sign-ins/s if {} cores did nothing else)\n\
+         {} users; each scenario measures {} s after a {} s warm-up\n\n",
+        config.backend,
+        nproc(),
+        memory_gib(),
+        if config.server_env.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; OVERRIDES: {}",
+                config.server_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            )
+        },
+        ceiling,
+        nproc(),
+        config.users,
+        config.seconds,
+        config.warmup,
+    );
+    Ok(header + &report)
+}
+
+async fn scenarios(config: &Config, server: &Server, target: Arc<Target>) -> anyhow::Result<String> {
+    let ticks = clock_ticks();
+    let mut rows = Vec::new();
+    let window = || Window::after_warmup(config.warmup, config.seconds);
+    let seconds = config.seconds;
+
+    if config.wants("a") {
+        eprintln!("(a) password code flow, {} virtual users …", config.vus_password);
+        let workers = password_workers(&target, config.vus_password)?;
+        let cpu = CpuMeter::start(server.pid, ticks);
+        let w = window();
+        let stats = closed_loop(workers, w).await;
+        rows.push(Row {
+            id: "(a)",
+            what: "code flow + password sign-in, max",
+            load: format!("{} VUs", config.vus_password),
+            stats,
+            seconds,
+            cpu: cpu.stop(),
+            target: "≥ 80 flows/s",
+            verdict: String::new(),
+        });
+    }
+
+    if config.wants("a60") {
+        eprintln!("(a') password code flow, open loop at {}/s …", config.rate_password);
+        let pool = Arc::new(BrowserPool(Mutex::new(Vec::new())));
+        let cpu = CpuMeter::start(server.pid, ticks);
+        let w = window();
+        let stats = open_loop(config.rate_password, w, password_open_loop_op(target.clone(), pool)).await;
+        rows.push(Row {
+            id: "(a')",
+            what: "code flow + password sign-in, fixed rate",
+            load: format!("{}/s", config.rate_password),
+            stats,
+            seconds,
+            cpu: cpu.stop(),
+            target: "p99 ≤ 150 ms at 60 flows/s",
+            verdict: String::new(),
+        });
+    }
+
+    if config.wants("b") {
+        eprintln!("(b) session code flow, {} virtual users (signing them in first) …", config.vus_session);
+        let cpu = CpuMeter::start(server.pid, ticks);
+        let stats = match signed_in(&target, config.vus_session).await {
+            Ok((ready, failed)) => {
+                let workers: Vec<SessionWorker> = ready.into_iter().map(SessionWorker).collect();
+                let cpu_start = CpuMeter::start(server.pid, ticks);
+                let mut stats = closed_loop(workers, window()).await;
+                setup_failures(&mut stats, failed);
+                (stats, cpu_start)
+            }
+            Err(e) => (Stats::failed_setup(&e), cpu),
+        };
+        let (stats, cpu) = stats;
+        rows.push(Row {
+            id: "(b)",
+            what: "code flow with an existing session",
+            load: format!("{} VUs", config.vus_session),
+            stats,
+            seconds,
+            cpu: cpu.stop(),
+            target: "≥ 1,500 flows/s",
+            verdict: String::new(),
+        });
+    }
+
+    if config.wants("c") {
+        eprintln!("(c) refresh with rotation, {} virtual users (signing them in first) …", config.vus_refresh);
+        let cpu = CpuMeter::start(server.pid, ticks);
+        let stats = match signed_in(&target, config.vus_refresh).await {
+            Ok((ready, failed)) => {
+                let workers: Vec<RefreshWorker> = ready.into_iter().map(RefreshWorker).collect();
+                let cpu_start = CpuMeter::start(server.pid, ticks);
+                let mut stats = closed_loop(workers, window()).await;
+                setup_failures(&mut stats, failed);
+                (stats, cpu_start)
+            }
+            Err(e) => (Stats::failed_setup(&e), cpu),
+        };
+        let (stats, cpu) = stats;
+        rows.push(Row {
+            id: "(c)",
+            what: "refresh_token grant with rotation",
+            load: format!("{} VUs", config.vus_refresh),
+            stats,
+            seconds,
+            cpu: cpu.stop(),
+            target: "≥ 3,000/s on Postgres",
+            verdict: String::new(),
+        });
+    }
+
+    if config.wants("d") {
+        let http = http_client(None)?;
+        eprintln!("(d) client_credentials at {}/s alone …", config.cc_rate);
+        let cpu = CpuMeter::start(server.pid, ticks);
+        let stats = open_loop(config.cc_rate, window(), client_credentials_op(target.clone(), http.clone())).await;
+        rows.push(Row {
+            id: "(d0)",
+            what: "client_credentials alone (baseline)",
+            load: format!("{}/s", config.cc_rate),
+            stats,
+            seconds,
+            cpu: cpu.stop(),
+            target: "-",
+            verdict: String::new(),
+        });
+
+        eprintln!(
+            "(d) client_credentials at {}/s during a flood of {} password flows …",
+            config.cc_rate, config.vus_flood
+        );
+        let workers = password_workers(&target, config.vus_flood)?;
+        let cpu = CpuMeter::start(server.pid, ticks);
+        let w = window();
+        let (flood, cc) = tokio::join!(
+            closed_loop(workers, w),
+            open_loop(config.cc_rate, w, client_credentials_op(target.clone(), http))
+        );
+        let cpu = cpu.stop();
+        rows.push(Row {
+            id: "(d)",
+            what: "client_credentials during the flood",
+            load: format!("{}/s", config.cc_rate),
+            stats: cc,
+            seconds,
+            cpu,
+            target: "p99 ≤ 10 ms",
+            verdict: String::new(),
+        });
+        rows.push(Row {
+            id: "(d*)",
+            what: "  the flood: code flow + password sign-in",
+            load: format!("{} VUs", config.vus_flood),
+            stats: flood,
+            seconds,
+            cpu,
+            target: "(saturates argon2)",
+            verdict: String::new(),
+        });
+    }
+
+    for row in rows.iter_mut() {
+        judge(row, &config.backend);
+    }
+    Ok(table(&mut rows))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("flows bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let work = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("flows bench: cannot create a temporary directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run(&config, work.path()).await;
+    if config.backend == "postgres" {
+        if let Err(e) = postgres_database(&config.pg_admin_url, false).await {
+            eprintln!("flows bench: could not drop the database {PG_DATABASE}: {e:#}");
+        }
+    }
+    match result {
+        Ok(report) => {
+            println!("\n{report}");
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+            let (stamp, _) = timestamp();
+            let path = dir.join(format!("flows-{stamp}-{}.txt", config.backend));
+            match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &report)) {
+                Ok(()) => println!("written to {}", path.display()),
+                Err(e) => eprintln!("flows bench: cannot write {}: {e}", path.display()),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("flows bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
