@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version, ARGON2ID_IDENT};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 /// Longer inputs are refused before hashing: a multi-megabyte "password" must not cost a hash.
@@ -58,12 +61,60 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+/// Length of the stored hash output and of new salts (RFC 9106 §3.1 recommends 16-byte salts).
+const OUTPUT_LEN: usize = 32;
+const SALT_LEN: usize = 16;
+
+thread_local! {
+    /// argon2's working memory (19 MiB at the default cost), kept per hashing thread. Allocating
+    /// it afresh for every hash left glibc holding hundreds of MiB of freed blocks under a
+    /// sign-in flood, and cost page faults on every hash.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The raw argon2id output for `password` and `salt` with `params`, into `out`.
+fn raw_hash(params: &Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), PasswordError> {
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() != params.block_count() {
+            *memory = vec![Block::default(); params.block_count()];
+        }
+        argon2(params)
+            .hash_password_into_with_memory(password, salt, out, memory.as_mut_slice())
+            .map_err(|e| PasswordError::Hashing(e.to_string()))
+    })
+}
+
+/// A PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) for a new password.
 fn hash_with(params: &Params, password: &[u8]) -> Result<String, PasswordError> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2(params)
-        .hash_password(password, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hashing(e.to_string()))
+    let fail = |e: &dyn std::fmt::Display| PasswordError::Hashing(e.to_string());
+    let mut salt = [0u8; SALT_LEN];
+    OsRng.fill_bytes(&mut salt);
+    let mut out = [0u8; OUTPUT_LEN];
+    raw_hash(params, password, &salt, &mut out)?;
+    let salt_string = SaltString::encode_b64(&salt).map_err(|e| fail(&e))?;
+    let phc = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| fail(&e))?,
+        salt: Some(salt_string.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| fail(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Checks `password` against a PHC string, with the parameters the string records.
+fn verify_with(stored: &PasswordHash<'_>, password: &[u8]) -> bool {
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(stored), stored.salt, stored.hash) else {
+        return false;
+    };
+    if stored.algorithm != ARGON2ID_IDENT {
+        return false;
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    raw_hash(&params, password, salt, &mut out).is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 impl PasswordHasher {
@@ -114,7 +165,7 @@ impl PasswordHasher {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Verification { valid: false, needs_rehash: false };
             };
-            let valid = argon2(&params).verify_password(&password, &parsed).is_ok() && exists;
+            let valid = verify_with(&parsed, &password) && exists;
             // Compare the costs only: parameters read back from a PHC string also carry the
             // output length, which ours leave unset, so comparing whole `Params` would say
             // "rehash" after every sign-in.
@@ -158,6 +209,22 @@ mod tests {
         assert!(stored.starts_with("$argon2id$"));
         assert!(h.verify(&long, Some(&stored)).await.unwrap().valid);
         assert!(!h.verify(&long[..long.len() - 1], Some(&stored)).await.unwrap().valid);
+    }
+
+    #[tokio::test]
+    async fn hashes_are_standard_phc_strings_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = cheap();
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        // Ours verifies with the argon2 crate's own verifier…
+        let ours = h.hash("correct horse").await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2(&params).verify_password(b"correct horse", &parsed).is_ok());
+        // …and a hash made by the argon2 crate's own hasher verifies with ours.
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = argon2(&params).hash_password(b"battery staple", &salt).unwrap().to_string();
+        assert!(h.verify("battery staple", Some(&theirs)).await.unwrap().valid);
+        assert!(!h.verify("battery stapler", Some(&theirs)).await.unwrap().valid);
     }
 
     #[tokio::test]
