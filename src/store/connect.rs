@@ -7,7 +7,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use super::{StoreError, StoreResult};
 
 /// Connections used at most on SQLite, whatever `database_max_connections` says.
-const SQLITE_MAX_CONNECTIONS: u32 = 4;
+const SQLITE_MAX_CONNECTIONS: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -71,8 +71,10 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Other(format!("database_url: {e}")))?
             .disable_statement_logging();
-        // SQLite has one writer at a time: more connections only queue for its lock, and the
-        // benchmark's tail latency tripled at 16 against 4.
+        // SQLite has one writer at a time: with more connections, writers wait in SQLite's busy
+        // handler, which sleeps in steps of up to 100 ms. One connection, taking turns in the
+        // pool's queue, gave the same throughput with a max latency of 139 ms instead of 2.6 s
+        // (docs/benchmarks.md). Postgres gets the configured pool.
         let max_connections =
             if backend == Backend::Sqlite { max_connections.min(SQLITE_MAX_CONNECTIONS) } else { max_connections };
         let pool = AnyPoolOptions::new()
