@@ -8,7 +8,7 @@ use crate::domain::{Client, Grant, ScopeSet, User};
 use crate::keys::KeyRing;
 use crate::oidc::id_token;
 use crate::secret::{random_token, sha256};
-use crate::store::GrantStore;
+use crate::store::{GrantStore, UserStore};
 
 /// What to do about the refresh token.
 pub enum Refresh<'a> {
@@ -26,6 +26,16 @@ pub struct Issue<'a> {
     /// What the access token carries (may be narrower than the grant on refresh).
     pub access_scopes: &'a ScopeSet,
     pub refresh: Refresh<'a>,
+}
+
+/// The user a grant was given by, if they can still sign in; a disabled or deleted user's
+/// grants yield nothing more (shared/security.md: disable ends the family).
+pub async fn grant_user<S: UserStore>(store: &S, grant: &Grant) -> Result<User, OAuthError> {
+    store
+        .find_user(&grant.user_sub)
+        .await?
+        .filter(|u| u.is_enabled())
+        .ok_or_else(|| OAuthError::invalid_grant("the user of this grant can no longer sign in"))
 }
 
 /// A new opaque refresh token: 256 random bits; only its SHA-256 is stored.

@@ -20,6 +20,8 @@ use crate::store::UserStore;
 /// One message for unknown email, wrong password and disabled account: the page must not
 /// tell an attacker which accounts exist (shared/security.md, "No user enumeration").
 const FAILED: &str = "The email or password is incorrect.";
+/// When the database or the hasher fails: nothing about the account is implied.
+const UNAVAILABLE: &str = "Sign-in is unavailable right now. Try again in a moment.";
 
 #[derive(Deserialize)]
 pub struct LoginQuery {
@@ -80,14 +82,7 @@ async fn handle(state: &AppState, session: &Session, form: LoginForm) -> WebResu
             Ok(user) => user,
             Err(e) => {
                 tracing::warn!(error = %e, "sign-in lookup failed");
-                return page(
-                    state,
-                    session,
-                    form.rid.as_deref(),
-                    &email_raw,
-                    Some("Sign-in is unavailable right now. Try again in a moment."),
-                )
-                .await;
+                return page(state, session, form.rid.as_deref(), &email_raw, Some(UNAVAILABLE)).await;
             }
         },
         Err(_) => None,
@@ -99,14 +94,7 @@ async fn handle(state: &AppState, session: &Session, form: LoginForm) -> WebResu
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, "password verification failed");
-            return page(
-                state,
-                session,
-                form.rid.as_deref(),
-                &email_raw,
-                Some("Sign-in is unavailable right now. Try again in a moment."),
-            )
-            .await;
+            return page(state, session, form.rid.as_deref(), &email_raw, Some(UNAVAILABLE)).await;
         }
     };
     let Some(user) = user.filter(|u| verification.valid && u.is_enabled()) else {

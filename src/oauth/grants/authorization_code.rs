@@ -1,6 +1,6 @@
 //! The authorization code grant (RFC 6749 §4.1.3) with PKCE (RFC 7636 §4.5–4.6).
 
-use super::super::issue::{issue_user_tokens, Issue, Refresh};
+use super::super::issue::{grant_user, issue_user_tokens, Issue, Refresh};
 use super::super::params::Params;
 use super::super::pkce;
 use super::super::token::{TokenResponse, TokenSettings};
@@ -62,11 +62,7 @@ pub async fn grant<S: GrantStore + UserStore>(
     if !pkce::verify_s256(verifier, &code.code_challenge) {
         return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
     }
-    let user = store
-        .find_user(&grant.user_sub)
-        .await?
-        .filter(|u| u.is_enabled())
-        .ok_or_else(|| OAuthError::invalid_grant("the user of this authorization can no longer sign in"))?;
+    let user = grant_user(store, &grant).await?;
     let refresh = grant.scopes.contains("offline_access") && client.allows_grant(GrantType::RefreshToken);
     issue_user_tokens(
         store,

@@ -1,6 +1,6 @@
 //! The refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
 
-use super::super::issue::{issue_user_tokens, new_refresh_token, Issue, Refresh};
+use super::super::issue::{grant_user, issue_user_tokens, new_refresh_token, Issue, Refresh};
 use super::super::params::Params;
 use super::super::token::{TokenResponse, TokenSettings};
 use super::super::OAuthError;
@@ -63,11 +63,7 @@ pub async fn grant<S: GrantStore + UserStore>(
         Some(requested) if requested.is_subset_of(&token_scopes) => requested,
         Some(_) => return Err(OAuthError::invalid_scope("the requested scope exceeds the original grant")),
     };
-    let user = store
-        .find_user(&grant.user_sub)
-        .await?
-        .filter(|u| u.is_enabled())
-        .ok_or_else(|| OAuthError::invalid_grant("the user of this grant can no longer sign in"))?;
+    let user = grant_user(store, &grant).await?;
     issue_user_tokens(
         store,
         keys,
