@@ -134,7 +134,8 @@ pub struct Settings {
     pub refresh_token_idle_ttl: HumanDuration,
     /// No refresh token of a grant outlives this, however often it is rotated.
     pub refresh_token_absolute_ttl: HumanDuration,
-    /// A browser session unused for this long ends.
+    /// A browser session ends this long after it was last written (sign-in or an answered
+    /// page); reads alone do not extend it, so they cost no write.
     pub session_idle_ttl: HumanDuration,
     /// argon2id memory cost in KiB (OWASP: 19456 = 19 MiB).
     pub password_hash_memory_kib: u32,
