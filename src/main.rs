@@ -73,11 +73,13 @@ enum UserCommand {
         #[arg(allow_hyphen_values = true)]
         user: String,
     },
+    /// Give a user a role (carried in tokens with the `roles` scope).
     AddRole {
         #[arg(allow_hyphen_values = true)]
         user: String,
         role: String,
     },
+    /// Take a role away from a user.
     RemoveRole {
         #[arg(allow_hyphen_values = true)]
         user: String,
@@ -115,6 +117,7 @@ enum ClientCommand {
 
 #[derive(Args)]
 struct CreateClient {
+    /// Shown to users on the consent page.
     #[arg(long)]
     name: String,
     /// Exact redirect URI; repeat for several.
