@@ -7,6 +7,13 @@ use crate::domain::{CodeRecord, CodeRedemption, Grant, RefreshRotation, ScopeSet
 const GRANT_COLUMNS: &str =
     "id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at";
 
+/// Uses up refresh token $1 at time $2 if it is live and its grant is client $3's and live.
+/// Of any number of concurrent callers with one token, exactly one gets the row back.
+const USE_UP_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 \
+     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+     AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL AND expires_at > $2) \
+     RETURNING grant_id, scopes";
+
 fn scopes(raw: &str, what: &str) -> StoreResult<ScopeSet> {
     ScopeSet::parse(raw).map_err(|e| StoreError::Corrupt(format!("{what}: scopes: {e}")))
 }
@@ -43,12 +50,7 @@ impl Store {
         idle_secs: i64,
     ) -> StoreResult<RefreshRotation> {
         let row = sqlx::query(&format!(
-            "WITH used AS ( \
-                UPDATE refresh_tokens SET used_at = $2 \
-                WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-                AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL AND expires_at > $2) \
-                RETURNING grant_id, scopes \
-             ), successor AS ( \
+            "WITH used AS ({USE_UP_REFRESH_TOKEN}), successor AS ( \
                 INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
                 SELECT $4, used.grant_id, used.scopes, $2, LEAST($5, g.expires_at), NULL \
                 FROM used JOIN grants g ON g.id = used.grant_id \
@@ -69,6 +71,12 @@ impl Store {
             let token_scopes = scopes(&row.try_get::<String, _>("token_scopes")?, &grant.id)?;
             return Ok(RefreshRotation::Rotated { grant: Box::new(grant), scopes: token_scopes });
         }
+        self.why_not_rotated(token_hash, client_id).await
+    }
+
+    /// After a rotation found nothing: a token this client used before is reuse; anything
+    /// else (unknown, expired, revoked, another client's) is simply invalid.
+    async fn why_not_rotated(&self, token_hash: &[u8; 32], client_id: &str) -> StoreResult<RefreshRotation> {
         let previous = sqlx::query(
             "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NOT NULL",
@@ -227,31 +235,15 @@ impl GrantStore for Store {
         let mut tx = self.pool.begin().await?;
         // Marks the token used only if it is live and its grant is this client's and live:
         // parallel refreshes with one token get exactly one row back.
-        let row = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $2 \
-             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-             AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL AND expires_at > $2) \
-             RETURNING grant_id, scopes",
-        )
-        .bind(token_hash.to_vec())
-        .bind(now)
-        .bind(client_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(USE_UP_REFRESH_TOKEN)
+            .bind(token_hash.to_vec())
+            .bind(now)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             tx.rollback().await?;
-            let previous = sqlx::query(
-                "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-                 WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NOT NULL",
-            )
-            .bind(token_hash.to_vec())
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            return Ok(match previous {
-                Some(row) => RefreshRotation::Reused { grant_id: row.try_get("grant_id")? },
-                None => RefreshRotation::Invalid,
-            });
+            return self.why_not_rotated(token_hash, client_id).await;
         };
         let grant_id: String = row.try_get("grant_id")?;
         let raw_scopes: String = row.try_get("scopes")?;
