@@ -286,3 +286,24 @@ async fn every_code_is_distinct() {
         assert!(seen.insert(code));
     }
 }
+
+#[tokio::test]
+async fn housekeeping_deletes_only_what_has_expired() {
+    use latchkey::store::GrantStore;
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
+    let p = pkce();
+    let code = app.code_for(&browser(), &client, &user.email, SCOPES, &p).await;
+    let (_, tokens) = app.redeem(&client, &code, Some(&p.verifier)).await;
+    let store = app.state.store();
+    // Now: the code is consumed but not yet past its 60 s, the refresh token is live.
+    assert_eq!(store.delete_expired(unix_now()).await.unwrap(), 0, "nothing has expired yet");
+    let (status, fresh) = app.refresh(&client, tokens["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200);
+    // 91 days on, past the refresh tokens' absolute lifetime: code, tokens, session and grant go.
+    let removed = store.delete_expired(unix_now() + 91 * 86400).await.unwrap();
+    assert!(removed >= 4, "code, two refresh tokens and the grant at least; removed {removed}");
+    let (status, body) = app.refresh(&client, fresh["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+}
