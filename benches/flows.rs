@@ -15,7 +15,8 @@
 //! Settings (environment): BENCH_BACKEND=sqlite|postgres, BENCH_POSTGRES_URL, BENCH_SECONDS (10),
 //! BENCH_WARMUP (1), BENCH_USERS (200), BENCH_VUS_PASSWORD (16), BENCH_RATE_PASSWORD (60),
 //! BENCH_VUS_SESSION (32), BENCH_VUS_REFRESH (32), BENCH_VUS_FLOOD (32), BENCH_CC_RATE (200),
-//! BENCH_SCENARIOS (a,a60,b,c,d), BENCH_BIN (default: the binary cargo built), BENCH_PORT (free
+//! BENCH_SCENARIOS (a,a60,b,c,d), BENCH_ID_TOKEN_ALG (RS256, the default of a registered client;
+//! ES256 registers the bench app with `--id-token-alg ES256`), BENCH_BIN (default: the binary cargo built), BENCH_PORT (free
 //! port), BENCH_SERVER_ENV ("LATCHKEY_X=1 LATCHKEY_Y=2", passed to the server and printed; every
 //! other inherited LATCHKEY_* variable is removed so the server runs on its defaults).
 //! Figures go to stdout and benches/results/flows-<timestamp>-<backend>.txt.
@@ -65,6 +66,7 @@ struct Config {
     vus_flood: usize,
     cc_rate: f64,
     scenarios: Vec<String>,
+    id_token_alg: String,
     bin: String,
     port: u16,
     server_env: Vec<(String, String)>,
@@ -106,6 +108,7 @@ impl Config {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            id_token_alg: env_or("BENCH_ID_TOKEN_ALG", "RS256".to_string())?,
             bin: env_or("BENCH_BIN", env!("CARGO_BIN_EXE_latchkey").to_string())?,
             port: env_or("BENCH_PORT", 0)?,
             server_env,
@@ -115,6 +118,9 @@ impl Config {
         }
         if config.users == 0 || config.vus_password == 0 || config.vus_session == 0 || config.vus_refresh == 0 {
             bail!("BENCH_USERS and the BENCH_VUS_* settings must be at least 1");
+        }
+        if config.id_token_alg != "RS256" && config.id_token_alg != "ES256" {
+            bail!("BENCH_ID_TOKEN_ALG must be RS256 or ES256, not {}", config.id_token_alg);
         }
         for s in &config.scenarios {
             if !["a", "a60", "b", "c", "d"].contains(&s.as_str()) {
@@ -1156,6 +1162,27 @@ async fn argon2_calibration() -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds))
 }
 
+/// Milliseconds of CPU for one signature with the server's own signer (cached key pair), so the
+/// report can state how many ID tokens per second the machine's cores could sign at most.
+fn signing_calibration(alg: latchkey::domain::SigningAlg) -> anyhow::Result<f64> {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use latchkey::domain::SigningAlg;
+    latchkey::keys::install_cached_signer();
+    let key = latchkey::keys::generate_key(alg)?;
+    let (jwt_alg, encoding) = match alg {
+        SigningAlg::Es256 => (Algorithm::ES256, EncodingKey::from_ec_der(&key.private_der)),
+        SigningAlg::Rs256 => (Algorithm::RS256, EncodingKey::from_rsa_der(&key.private_der)),
+    };
+    let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyIiwiYXVkIjoiYXBwIn0";
+    let rounds = 200;
+    jsonwebtoken::crypto::sign(message, &encoding, jwt_alg)?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        jsonwebtoken::crypto::sign(message, &encoding, jwt_alg)?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds))
+}
+
 async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> {
     let port = if config.port == 0 { free_port()? } else { config.port };
     let base = format!("http://127.0.0.1:{port}");
@@ -1177,13 +1204,26 @@ async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> 
 
     let argon2_ms = argon2_calibration().await?;
     eprintln!("argon2id verify at the default cost, one thread: {argon2_ms:.1} ms");
+    let rs256_ms = signing_calibration(latchkey::domain::SigningAlg::Rs256)?;
+    let es256_ms = signing_calibration(latchkey::domain::SigningAlg::Es256)?;
+    eprintln!("one signature, one thread: RS256 {rs256_ms:.3} ms, ES256 {es256_ms:.3} ms");
 
     let bin = config.bin.as_str();
     run_cli(bin, &env, &["migrate"], None).await?;
     let app = create_client(
         bin,
         &env,
-        &["client", "create", "--name", "bench web app", "--redirect-uri", REDIRECT_URI, "--first-party"],
+        &[
+            "client",
+            "create",
+            "--name",
+            "bench web app",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--first-party",
+            "--id-token-alg",
+            &config.id_token_alg,
+        ],
     )
     .await?;
     let service = create_client(bin, &env, &["client", "create", "--name", "bench service", "--scope", "read"]).await?;
@@ -1213,6 +1253,8 @@ async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> 
          server: {bin} serve, argon2id at the default cost (m=19456 KiB, t=2, p=1){}\n\
          argon2id verify at that cost, in-process, one thread: {argon2_ms:.1} ms \
          (≈ {:.0} sign-ins/s if {} cores did nothing else)\n\
+         one signature, in-process, one thread: RS256 {rs256_ms:.3} ms, ES256 {es256_ms:.3} ms; \
+         the bench app's ID tokens are {} (≈ {:.0} ID tokens/s if {} cores did nothing else)\n\
          {} users; each scenario measures {} s after a {} s warm-up\n\n",
         config.backend,
         nproc(),
@@ -1226,6 +1268,9 @@ async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> 
             )
         },
         ceiling,
+        nproc(),
+        config.id_token_alg,
+        nproc() as f64 * 1000.0 / if config.id_token_alg == "ES256" { es256_ms } else { rs256_ms },
         nproc(),
         config.users,
         config.seconds,
