@@ -147,6 +147,31 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     /// Shortest accepted password, in characters.
     pub password_min_length: usize,
+    /// Lowest zxcvbn strength score (0–4) a new password must reach; 3 refuses common,
+    /// breached-list and keyboard-pattern passwords.
+    pub password_min_score: u8,
+    /// Every user must sign in with a second factor; users without one enrol at next sign-in.
+    pub mfa_required: bool,
+    /// Issuer label shown in authenticator apps for TOTP enrolment.
+    pub totp_issuer: String,
+    /// Failed attempts per account (password per email, codes per user) before it is locked.
+    pub lockout_threshold: u32,
+    /// How long a locked account stays locked.
+    pub lockout_duration: HumanDuration,
+    /// Failures older than this are forgotten.
+    pub failure_window: HumanDuration,
+    /// After this many failures in the window, each further failed attempt is answered after
+    /// a delay that doubles, from `failure_delay` up to `failure_delay_max`.
+    pub failure_delay_after: u32,
+    pub failure_delay: HumanDuration,
+    pub failure_delay_max: HumanDuration,
+    /// Failed attempts one client IP may make in a burst (sign-in, codes, token endpoint)…
+    pub ip_failure_burst: u32,
+    /// …and per minute after that; beyond it, 429 with Retry-After.
+    pub ip_failures_per_minute: u32,
+    /// Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` is believed; from anyone
+    /// else the header is ignored and the peer address is the client IP.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// A directory whose templates replace the built-in hosted pages of the same name.
     pub templates_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
@@ -183,6 +208,18 @@ impl Default for Settings {
             password_hash_parallelism: 1,
             password_hash_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             password_min_length: 8,
+            password_min_score: 3,
+            mfa_required: false,
+            totp_issuer: "Latchkey".into(),
+            lockout_threshold: 10,
+            lockout_duration: HumanDuration::secs(15 * 60),
+            failure_window: HumanDuration::secs(15 * 60),
+            failure_delay_after: 3,
+            failure_delay: HumanDuration::secs(1),
+            failure_delay_max: HumanDuration::secs(8),
+            ip_failure_burst: 20,
+            ip_failures_per_minute: 30,
+            trusted_proxies: Vec::new(),
             templates_dir: None,
             max_body_bytes: 64 * 1024,
             shutdown_grace: HumanDuration::secs(30),
@@ -299,6 +336,27 @@ impl Settings {
         if !(8..=128).contains(&self.password_min_length) {
             return Err(invalid("password_min_length", "must be between 8 and 128"));
         }
+        if self.password_min_score > 4 {
+            return Err(invalid("password_min_score", "must be between 0 and 4"));
+        }
+        if self.totp_issuer.trim().is_empty() || self.totp_issuer.contains(':') || self.totp_issuer.len() > 64 {
+            return Err(invalid("totp_issuer", "must be 1 to 64 characters without `:`"));
+        }
+        if !(1..=1000).contains(&self.lockout_threshold) {
+            return Err(invalid("lockout_threshold", "must be between 1 and 1000"));
+        }
+        // Housekeeping forgets counters untouched for a day, so neither may be longer.
+        for (key, value) in [("lockout_duration", self.lockout_duration), ("failure_window", self.failure_window)] {
+            if !(1..=86_400).contains(&value.0.as_secs()) {
+                return Err(invalid(key, "must be between 1s and 24h"));
+            }
+        }
+        if self.failure_delay_max.0 < self.failure_delay.0 || self.failure_delay_max.0.as_secs() > 60 {
+            return Err(invalid("failure_delay_max", "must be at least failure_delay and at most 60s"));
+        }
+        if self.ip_failure_burst == 0 || self.ip_failures_per_minute == 0 {
+            return Err(invalid("ip_failure_burst", "and ip_failures_per_minute must be at least 1"));
+        }
         if let Some(dir) = &self.templates_dir {
             if !dir.is_dir() {
                 return Err(invalid("templates_dir", format!("{} is not a directory", dir.display())));
@@ -331,6 +389,7 @@ impl Settings {
             iterations: self.password_hash_iterations,
             parallelism: self.password_hash_parallelism,
             min_length: self.password_min_length,
+            min_score: self.password_min_score,
             max_concurrent: self.password_hash_concurrency,
         }
     }

@@ -1,6 +1,7 @@
 //! Latchkey: an OAuth 2.0 / OpenID Connect provider. See docs/architecture.md for the map.
 
 pub mod admin;
+pub mod audit;
 pub mod authn;
 pub mod config;
 pub mod domain;

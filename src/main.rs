@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use latchkey::admin::clients::{self, client_json};
 use latchkey::admin::users::{self, user_json, NewUser};
+use latchkey::audit::{self, kind, AuditEvent, AuditFilter, Origin};
 use latchkey::authn::PasswordHasher;
 use latchkey::config::{LogFormat, Settings};
 use latchkey::domain::NewClient;
 use latchkey::startup::{open_store, shutdown_signal, Application};
 use latchkey::state::unix_now;
-use latchkey::store::{ClientStore, UserStore};
+use latchkey::store::{AuditStore, ClientStore, MfaStore, UserStore};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -37,6 +38,18 @@ enum Command {
     /// Manage the people who sign in.
     #[command(subcommand)]
     User(UserCommand),
+    /// Recent security events (newest first) as a JSON array.
+    Audit {
+        /// Only this user's events (sub or email).
+        #[arg(long, allow_hyphen_values = true)]
+        user: Option<String>,
+        /// Only events of this type, such as sign_in.failed (see docs/operations.md).
+        #[arg(long = "type")]
+        event: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,6 +97,12 @@ enum UserCommand {
         #[arg(allow_hyphen_values = true)]
         user: String,
         role: String,
+    },
+    /// Remove a user's authenticator app and recovery codes (lost phone); they sign in with
+    /// the password alone and can enrol again. Recorded in the audit trail.
+    MfaReset {
+        #[arg(allow_hyphen_values = true)]
+        user: String,
     },
 }
 
@@ -147,6 +166,9 @@ struct CreateClient {
     /// Your own app: users are not asked for consent.
     #[arg(long)]
     first_party: bool,
+    /// Every sign-in for this app needs a second factor; users without one enrol first.
+    #[arg(long)]
+    require_mfa: bool,
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
@@ -165,6 +187,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 name: c.name,
                 public: c.public,
                 first_party: c.first_party,
+                require_mfa: c.require_mfa,
                 redirect_uris: c.redirect_uris,
                 post_logout_redirect_uris: c.post_logout_redirect_uris,
                 grant_types: c.grant_types,
@@ -174,6 +197,13 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 id_token_alg: c.id_token_alg,
             };
             let (client, secret) = clients::create(&store, request, now).await?;
+            audit::record(
+                &store,
+                AuditEvent::new(kind::CLIENT_CREATED, now, &Origin::default())
+                    .client(&client.id)
+                    .detail(json!({ "by": "cli", "name": client.name })),
+            )
+            .await;
             let mut value = client_json(&client);
             if let (Some(secret), Some(map)) = (secret, value.as_object_mut()) {
                 map.insert("client_secret".into(), json!(secret));
@@ -187,10 +217,24 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Show { client_id } => print_json(&client_json(&clients::show(&store, &client_id).await?)),
         ClientCommand::RotateSecret { client_id } => {
             let secret = clients::rotate_secret(&store, &client_id, now).await?;
+            audit::record(
+                &store,
+                AuditEvent::new(kind::CLIENT_SECRET_ROTATED, now, &Origin::default())
+                    .client(&client_id)
+                    .detail(json!({ "by": "cli" })),
+            )
+            .await;
             print_json(&json!({"client_id": client_id, "client_secret": secret}))
         }
         ClientCommand::Disable { client_id } => {
             clients::disable(&store, &client_id, now).await?;
+            audit::record(
+                &store,
+                AuditEvent::new(kind::CLIENT_DISABLED, now, &Origin::default())
+                    .client(&client_id)
+                    .detail(json!({ "by": "cli" })),
+            )
+            .await;
             print_json(&json!({"client_id": client_id, "disabled": true}))
         }
         ClientCommand::Delete { client_id } => {
@@ -240,7 +284,40 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
         UserCommand::RemoveRole { user, role } => {
             print_json(&user_json(&users::change_roles(&store, &user, None, Some(&role), now).await?))
         }
+        UserCommand::MfaReset { user } => {
+            let user = users::show(&store, &user).await?;
+            let had_mfa = store.remove_mfa(&user.sub).await?;
+            audit::record(
+                &store,
+                AuditEvent::new(kind::MFA_RESET, now, &Origin::default())
+                    .user(&user.sub)
+                    .detail(json!({ "by": "cli", "had_mfa": had_mfa })),
+            )
+            .await;
+            print_json(&json!({ "sub": user.sub, "email": user.email, "mfa_reset": true, "had_mfa": had_mfa }))
+        }
     };
+    store.close().await;
+    result
+}
+
+async fn run_audit(settings: &Settings, user: Option<String>, event: Option<String>, limit: u32) -> anyhow::Result<()> {
+    if let Some(event) = &event {
+        if !kind::ALL.contains(&event.as_str()) {
+            anyhow::bail!("unknown event type `{event}` (known: {})", kind::ALL.join(", "));
+        }
+    }
+    let store = open_store(settings).await?;
+    let result = async {
+        let user_sub = match user {
+            Some(user) => Some(users::show(&store, &user).await?.sub),
+            None => None,
+        };
+        let filter = AuditFilter { user_sub, event, limit: i64::from(limit.clamp(1, 10_000)) };
+        let events = store.list_audit_events(&filter).await?;
+        print_json(&serde_json::to_value(events)?)
+    }
+    .await;
     store.close().await;
     result
 }
@@ -290,6 +367,7 @@ fn main() -> ExitCode {
             }
             Command::Client(command) => run_client(&settings, command).await,
             Command::User(command) => run_user(&settings, command).await,
+            Command::Audit { user, event, limit } => run_audit(&settings, user, event, limit).await,
         }
     });
     match result {

@@ -94,7 +94,9 @@ impl Application {
         let draining = Arc::new(Notify::new());
         let signal_draining = draining.clone();
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        // The peer address is the client IP for per-IP throttling (http::client_ip).
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             state.begin_shutdown();
             tracing::info!("shutting down: finishing in-flight requests");
@@ -123,6 +125,7 @@ async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
+        state.ip_failures().forget_idle();
         match state.store().delete_expired(unix_now()).await {
             Ok(0) => {}
             Ok(removed) => tracing::debug!(removed, "deleted expired codes, tokens and sessions"),

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use axum::http::HeaderValue;
 use bytes::Bytes;
 
-use crate::authn::PasswordHasher;
+use crate::authn::{IpFailureLimiter, PasswordHasher, ThrottlePolicy};
 use crate::config::Settings;
 use crate::domain::SigningAlg;
 use crate::keys::{KeyRing, MasterKey};
@@ -24,8 +24,10 @@ struct Inner {
     store: Store,
     clients: ClientCache,
     keys: RwLock<Arc<KeyRing>>,
-    #[allow(dead_code)] // kept for key rotation, which seals new keys at run time
+    /// Seals TOTP seeds (and, with key rotation, new signing keys) at run time.
     master_key: MasterKey,
+    throttle: ThrottlePolicy,
+    ip_failures: IpFailureLimiter,
     tokens: TokenSettings,
     passwords: PasswordHasher,
     templates: Templates,
@@ -71,12 +73,16 @@ impl AppState {
             HeaderValue::from_str(&format!("public, max-age={}", settings.jwks_max_age.as_secs()))
                 .unwrap_or(HeaderValue::from_static("no-cache"));
         let clients = ClientCache::new(store.clone(), settings.client_cache_ttl.0);
+        let throttle = ThrottlePolicy::from_settings(&settings);
+        let ip_failures = IpFailureLimiter::new(settings.ip_failure_burst, settings.ip_failures_per_minute);
         Self(Arc::new(Inner {
             settings,
             store,
             clients,
             keys: RwLock::new(Arc::new(keys)),
             master_key,
+            throttle,
+            ip_failures,
             tokens,
             passwords,
             templates,
@@ -110,6 +116,15 @@ impl AppState {
     }
     pub fn passwords(&self) -> &PasswordHasher {
         &self.0.passwords
+    }
+    pub fn master_key(&self) -> &MasterKey {
+        &self.0.master_key
+    }
+    pub fn throttle(&self) -> &ThrottlePolicy {
+        &self.0.throttle
+    }
+    pub fn ip_failures(&self) -> &IpFailureLimiter {
+        &self.0.ip_failures
     }
     /// The discovery document, serialised once at start.
     pub fn discovery_json(&self) -> Bytes {

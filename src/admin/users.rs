@@ -44,6 +44,8 @@ pub async fn create<S: UserStore>(
     let mut roles = new.roles.iter().map(|r| validate_role(r)).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
     roles.sort();
     roles.dedup();
+    let inputs: Vec<&str> = std::iter::once(email.as_str()).chain(name.as_deref()).collect();
+    hasher.check_policy(&new.password, &inputs).map_err(invalid)?;
     let password_hash = hasher.hash(&new.password).await.map_err(invalid)?;
     let user = User {
         sub: random_id(22),
@@ -84,6 +86,8 @@ pub async fn set_password<S: UserStore>(
     now: i64,
 ) -> Result<User, AdminError> {
     let user = show(store, sub_or_email).await?;
+    let inputs: Vec<&str> = std::iter::once(user.email.as_str()).chain(user.name.as_deref()).collect();
+    hasher.check_policy(password, &inputs).map_err(invalid)?;
     let hash = hasher.hash(password).await.map_err(invalid)?;
     if !store.change_password(&user.sub, &hash, now).await? {
         return Err(AdminError::NotFound(format!("no user `{sub_or_email}`")));

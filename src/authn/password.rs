@@ -20,6 +20,8 @@ pub struct PasswordSettings {
     pub iterations: u32,
     pub parallelism: u32,
     pub min_length: usize,
+    /// Lowest zxcvbn score (0–4) of a new password.
+    pub min_score: u8,
     /// Hashes running at once; more wait their turn.
     pub max_concurrent: usize,
 }
@@ -30,6 +32,9 @@ pub enum PasswordError {
     TooShort(usize),
     #[error("the password must be at most {MAX_PASSWORD_BYTES} bytes long")]
     TooLong,
+    /// zxcvbn's judgement, in words a person can act on.
+    #[error("the password is too easy to guess{}", weak_reason(.0))]
+    TooWeak(Vec<String>),
     #[error("password hashing failed: {0}")]
     Hashing(String),
 }
@@ -45,6 +50,7 @@ pub struct Verification {
 pub struct PasswordHasher {
     params: Params,
     min_length: usize,
+    min_score: u8,
     permits: Arc<Semaphore>,
     /// A hash of a random password, verified against when the user does not exist, so that an
     /// unknown email costs the same time as a wrong password.
@@ -54,6 +60,14 @@ pub struct PasswordHasher {
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher").field("params", &self.params).finish()
+    }
+}
+
+fn weak_reason(advice: &[String]) -> String {
+    if advice.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", advice.join(" "))
     }
 }
 
@@ -126,26 +140,55 @@ impl PasswordHasher {
         Ok(Self {
             params,
             min_length: settings.min_length,
+            min_score: settings.min_score,
             permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
             dummy_hash,
         })
     }
 
-    /// Length rules for a new password. Characters, not bytes, count toward the minimum, so
-    /// Unicode passwords are judged fairly; nothing is truncated.
-    pub fn check_policy(&self, password: &str) -> Result<(), PasswordError> {
+    /// The rules for a new password (NIST SP 800-63B §5.1.1.2, shared/security.md): a minimum
+    /// length in characters, not bytes, so Unicode passwords are judged fairly; no composition
+    /// rules; nothing truncated; and not easily guessed — zxcvbn scores it against its
+    /// frequency lists (common and breached passwords, names, words, keyboard patterns) and
+    /// against `user_inputs` (the user's email and name).
+    pub fn check_policy(&self, password: &str, user_inputs: &[&str]) -> Result<(), PasswordError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(PasswordError::TooLong);
         }
         if password.chars().count() < self.min_length {
             return Err(PasswordError::TooShort(self.min_length));
         }
+        // The user's own email and name count as guessable words, whole and in parts
+        // ("jane.doe@example.com" → "jane.doe", "jane", "doe", "example").
+        let mut words: Vec<&str> = Vec::new();
+        for input in user_inputs {
+            words.push(input);
+            words.extend(input.split('@').next());
+            words.extend(input.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3));
+        }
+        let entropy = zxcvbn::zxcvbn(password, &words);
+        if u8::from(entropy.score()) < self.min_score {
+            let mut advice = Vec::new();
+            if let Some(feedback) = entropy.feedback() {
+                if let Some(warning) = feedback.warning() {
+                    advice.push(format!("{warning}."));
+                }
+                advice.extend(feedback.suggestions().iter().map(ToString::to_string));
+            }
+            if advice.is_empty() {
+                advice.push("Use a longer phrase of several uncommon words.".to_string());
+            }
+            return Err(PasswordError::TooWeak(advice));
+        }
         Ok(())
     }
 
-    /// Hashes a new password (after [`Self::check_policy`]).
+    /// Hashes a password. New passwords go through [`Self::check_policy`] first; this refuses
+    /// only oversized input, so a rehash of an old password always works.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        self.check_policy(password)?;
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordError::TooLong);
+        }
         let params = self.params.clone();
         let password = zeroize::Zeroizing::new(password.as_bytes().to_vec());
         self.blocking(move || hash_with(&params, &password)).await?
@@ -196,6 +239,7 @@ mod tests {
             iterations: 1,
             parallelism: 1,
             min_length: 8,
+            min_score: 3,
             max_concurrent: 2,
         })
         .unwrap()
@@ -236,13 +280,29 @@ mod tests {
     #[tokio::test]
     async fn policy_and_rehash() {
         let h = cheap();
-        assert!(matches!(h.hash("short").await, Err(PasswordError::TooShort(8))));
+        assert!(matches!(h.check_policy("short", &[]), Err(PasswordError::TooShort(8))));
+        assert!(matches!(h.check_policy(&"x".repeat(1025), &[]), Err(PasswordError::TooLong)));
         assert!(matches!(h.hash(&"x".repeat(1025)).await, Err(PasswordError::TooLong)));
+        // Common, patterned or built from the user's own email: refused with advice.
+        for weak in ["password123", "qwertyuiop", "aaaaaaaaaa", "iloveyou2024"] {
+            match h.check_policy(weak, &[]) {
+                Err(PasswordError::TooWeak(advice)) => assert!(!advice.is_empty(), "{weak}"),
+                other => panic!("{weak}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            h.check_policy("jane.doe.1987!", &["jane.doe.1987@example.com"]),
+            Err(PasswordError::TooWeak(_))
+        ));
+        // Long, Unicode and passphrases pass; no composition rules.
+        assert!(h.check_policy("correct horse battery staple", &[]).is_ok());
+        assert!(h.check_policy("ünïcødé pässwörd ümläut", &[]).is_ok());
         let stronger = PasswordHasher::new(&PasswordSettings {
             memory_kib: 2048,
             iterations: 1,
             parallelism: 1,
             min_length: 8,
+            min_score: 3,
             max_concurrent: 1,
         })
         .unwrap();

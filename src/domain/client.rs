@@ -65,6 +65,8 @@ pub struct Client {
     /// SHA-256 of the secret; `None` for public clients.
     pub secret_hash: Option<[u8; 32]>,
     pub first_party: bool,
+    /// Every sign-in for this app needs a second factor (`client create --require-mfa`).
+    pub require_mfa: bool,
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub grant_types: Vec<GrantType>,
@@ -96,6 +98,7 @@ pub struct NewClient {
     pub name: String,
     pub public: bool,
     pub first_party: bool,
+    pub require_mfa: bool,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub grant_types: Vec<String>,
@@ -111,6 +114,7 @@ pub struct ValidatedClient {
     pub name: String,
     pub kind: ClientKind,
     pub first_party: bool,
+    pub require_mfa: bool,
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub grant_types: Vec<GrantType>,
@@ -211,6 +215,7 @@ impl NewClient {
             name,
             kind,
             first_party: self.first_party,
+            require_mfa: self.require_mfa,
             redirect_uris,
             post_logout_redirect_uris,
             grant_types,

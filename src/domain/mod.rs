@@ -13,6 +13,6 @@ pub use signing_alg::SigningAlg;
 mod key;
 pub use key::{KeyRecord, KeyStatus};
 mod user;
-pub use user::{normalize_email, validate_name, validate_role, User};
+pub use user::{normalize_email, validate_name, validate_role, ConsentRecord, TotpFactor, User};
 mod grant;
 pub use grant::{CodeRecord, CodeRedemption, Grant, RefreshRotation};

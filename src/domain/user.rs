@@ -66,3 +66,29 @@ mod tests {
         }
     }
 }
+
+/// A user's authenticator-app factor as stored. `enabled_at` is `None` while the enrolment
+/// waits for its first code.
+#[derive(Clone, Debug)]
+pub struct TotpFactor {
+    /// The seed, sealed with the master key (associated data: `totp:<sub>`).
+    pub secret_sealed: Vec<u8>,
+    pub created_at: i64,
+    pub enabled_at: Option<i64>,
+    /// RFC 6238 step of the last accepted code.
+    pub last_step: Option<i64>,
+}
+
+impl TotpFactor {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled_at.is_some()
+    }
+}
+
+/// Consent a user gave an app, for the account page.
+#[derive(Clone, Debug)]
+pub struct ConsentRecord {
+    pub client_id: String,
+    pub scopes: super::ScopeSet,
+    pub granted_at: i64,
+}

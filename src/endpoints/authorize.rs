@@ -14,9 +14,10 @@ use crate::oauth::authorize::{
 };
 use crate::oauth::client_auth::ClientLookup;
 use crate::oauth::{ErrorCode, OAuthError};
+use crate::oidc::acr;
 use crate::secret::random_token;
 use crate::state::{unix_now, AppState};
-use crate::store::{GrantStore, UserStore};
+use crate::store::{GrantStore, MfaStore, UserStore};
 use crate::web::pages::{error_page, see_other};
 use crate::web::session::{self, Pending, WebResult};
 
@@ -88,6 +89,18 @@ fn expired(state: &AppState) -> Response {
     )
 }
 
+/// Whether this sign-in has what the request needs in second factors.
+pub fn second_factor_satisfied(
+    state: &AppState,
+    client: &crate::domain::Client,
+    request: &crate::oauth::authorize::AuthorizationRequest,
+    user: &session::SignedIn,
+) -> bool {
+    let required =
+        state.settings().mfa_required || client.require_mfa || acr::requests_mfa(request.acr_values.as_deref());
+    !required || acr::has_second_factor(&user.amr)
+}
+
 /// Decides the next step of a pending request: sign-in page, consent page, or the code.
 /// `stored` says whether the request is already kept in the session (it is stored only when a
 /// page must be shown, and removed once it is answered).
@@ -136,6 +149,13 @@ pub async fn resume(
             user = None;
         }
     }
+    // Password given, second factor still owed: back to the code page, whatever was jumped to.
+    if user.is_none() && !request.prompt.none && session::password_verified(state, session, now).await?.is_some() {
+        if !stored {
+            session::save_pending(state, session, pending.clone(), now).await?;
+        }
+        return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN_MFA)));
+    }
     let fresh_enough = |auth_time: i64| request.max_age.is_none_or(|max| now - auth_time <= max);
     let login_needed = match &user {
         None => true,
@@ -154,6 +174,27 @@ pub async fn resume(
         return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
     }
     let Some(user) = user else { return Ok(expired(state)) };
+
+    // Second factor: owed when the settings or this app require it, or the app asked for the
+    // multi-factor profile (acr_values). A user with an authenticator app gave it at sign-in.
+    if !second_factor_satisfied(state, &client, &request, &user) {
+        if request.prompt.none {
+            if stored {
+                session::remove_pending(state, session, rid, now).await?;
+            }
+            return Ok(to_app(ErrorCode::InteractionRequired, "a second factor is required"));
+        }
+        if !stored {
+            session::save_pending(state, session, pending.clone(), now).await?;
+        }
+        let enrolled = match state.store().totp_factor(&user.sub).await {
+            Ok(factor) => factor.is_some_and(|f| f.is_enabled()),
+            Err(e) => return Ok(to_app(ErrorCode::TemporarilyUnavailable, &OAuthError::from(e).description)),
+        };
+        // Enrolled: step up with a code. Not enrolled: set up an app first, then continue.
+        let page = if enrolled { paths::LOGIN_MFA } else { paths::ACCOUNT_TOTP };
+        return Ok(see_other(&format!("{page}?rid={rid}")));
+    }
 
     // Consent.
     let requested = request.scopes();

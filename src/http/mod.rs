@@ -1,5 +1,6 @@
 //! axum glue: the path table, the router, error rendering and response headers.
 
+pub mod client_ip;
 pub mod error;
 pub mod headers;
 pub mod paths;

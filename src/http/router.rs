@@ -37,6 +37,16 @@ pub fn build(state: AppState) -> Router {
         .route(paths::AUTHORIZE, get(endpoints::authorize::authorize).post(endpoints::authorize::authorize))
         .route(paths::AUTHORIZE_CONTINUE, get(endpoints::authorize::resume_pending))
         .route(paths::LOGIN, get(web::login::show).post(web::login::submit))
+        .route(paths::LOGIN_MFA, get(web::mfa::show).post(web::mfa::submit))
+        .route(paths::ACCOUNT, get(web::account::show))
+        .route(paths::ACCOUNT_PASSWORD, post(web::account::change_password))
+        .route(paths::ACCOUNT_TOTP, get(web::account::totp_setup).post(web::account::totp_confirm))
+        .route(paths::ACCOUNT_TOTP_REMOVE, post(web::account::totp_remove))
+        .route(
+            paths::ACCOUNT_RECOVERY_CODES,
+            get(web::account::show_recovery_codes).post(web::account::new_recovery_codes),
+        )
+        .route(paths::ACCOUNT_APPS_REVOKE, post(web::account::revoke_app))
         .route(paths::CONSENT, get(web::consent::show).post(web::consent::submit))
         .route(paths::LOGOUT, get(web::logout::logout).post(web::logout::logout))
         .layer(sessions);

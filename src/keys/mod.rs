@@ -4,7 +4,7 @@
 mod generate;
 mod master;
 mod ring;
-mod seal;
+pub mod seal;
 mod signer;
 
 pub use generate::{generate_key, GeneratedKey};

@@ -60,6 +60,9 @@ pub struct AuthorizationRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// OIDC Core §3.1.2.1; the multi-factor profile makes the second factor mandatory.
+    #[serde(default)]
+    pub acr_values: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -268,6 +271,7 @@ pub async fn validate<L: ClientLookup>(
         return Err(fail(ErrorCode::InvalidRequest, format!("nonce is longer than {MAX_NONCE} characters")));
     }
     let login_hint = params.get("login_hint").filter(|h| h.len() <= MAX_HINT).map(str::to_string);
+    let acr_values = params.get("acr_values").filter(|v| v.len() <= MAX_HINT).map(str::to_string);
 
     Ok((
         AuthorizationRequest {
@@ -281,6 +285,7 @@ pub async fn validate<L: ClientLookup>(
             prompt,
             max_age,
             login_hint,
+            acr_values,
         },
         client,
     ))

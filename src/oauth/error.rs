@@ -22,6 +22,7 @@ pub enum ErrorCode {
     UnsupportedResponseType,
     LoginRequired,
     ConsentRequired,
+    InteractionRequired,
     RequestNotSupported,
     RequestUriNotSupported,
 }
@@ -43,6 +44,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
@@ -66,6 +68,7 @@ impl ErrorCode {
             | ErrorCode::UnsupportedResponseType
             | ErrorCode::LoginRequired
             | ErrorCode::ConsentRequired
+            | ErrorCode::InteractionRequired
             | ErrorCode::RequestNotSupported
             | ErrorCode::RequestUriNotSupported => 400,
         }

@@ -13,8 +13,8 @@ pub const KNOWN_SCOPES: [(&str, &str); 5] = [
     ("roles", "See the roles you have"),
 ];
 
-pub const SUPPORTED_CLAIMS: [&str; 13] =
-    ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "azp", "sid", "name", "email"];
+pub const SUPPORTED_CLAIMS: [&str; 14] =
+    ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "acr", "amr", "azp", "sid", "name", "email"];
 
 /// Plain words for a scope on the consent page; unknown scopes are shown as they are.
 pub fn describe(scope: &str) -> String {

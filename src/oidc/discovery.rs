@@ -26,6 +26,9 @@ pub fn metadata(issuer: &str) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": SUPPORTED_CLAIMS.iter().chain(["email_verified", "roles"].iter()).collect::<Vec<_>>(),
         "prompt_values_supported": ["none", "login", "consent"],
+        // OIDC Core §3.1.2.1: asking for the multi-factor profile makes the second factor
+        // mandatory for that sign-in.
+        "acr_values_supported": super::acr::SUPPORTED,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

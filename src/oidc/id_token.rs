@@ -40,6 +40,7 @@ pub fn mint(
     claims.insert("exp".into(), Value::from(now + settings.ttl_secs));
     claims.insert("auth_time".into(), Value::from(grant.auth_time));
     claims.insert("amr".into(), Value::from(grant.amr.clone()));
+    claims.insert("acr".into(), Value::from(super::acr::for_amr(&grant.amr)));
     claims.insert("at_hash".into(), Value::from(at_hash(access_token)));
     if let Some(nonce) = &grant.nonce {
         claims.insert("nonce".into(), Value::from(nonce.clone()));

@@ -1,5 +1,6 @@
 //! OpenID Connect: discovery now; ID tokens, claims, userinfo and logout as they land.
 
+pub mod acr;
 pub mod claims;
 pub mod discovery;
 pub mod id_token;

@@ -5,7 +5,7 @@ use super::{ClientStore, Store, StoreError, StoreResult};
 use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
 
 const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scopes, roles, audience, id_token_alg, created_at, disabled_at";
+     grant_types, scopes, roles, audience, id_token_alg, require_mfa, created_at, disabled_at";
 
 fn json_list(values: impl Iterator<Item = String>) -> String {
     serde_json::Value::Array(values.map(serde_json::Value::String).collect()).to_string()
@@ -45,6 +45,7 @@ fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
         kind,
         secret_hash,
         first_party: row.try_get::<i64, _>("first_party")? != 0,
+        require_mfa: row.try_get::<i64, _>("require_mfa")? != 0,
         redirect_uris: uris("redirect_uris")?,
         post_logout_redirect_uris: uris("post_logout_redirect_uris")?,
         grant_types,
@@ -66,7 +67,7 @@ impl ClientStore for Store {
         sqlx::query(
             "INSERT INTO clients (id, name, kind, secret_hash, first_party, redirect_uris, \
              post_logout_redirect_uris, grant_types, scopes, roles, audience, created_at, updated_at, disabled_at, \
-             id_token_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
+             id_token_alg, require_mfa) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -82,6 +83,7 @@ impl ClientStore for Store {
         .bind(c.created_at)
         .bind(c.disabled_at)
         .bind(c.id_token_alg.map(|a| a.as_str().to_string()))
+        .bind(i64::from(c.require_mfa))
         .execute(&self.pool)
         .await?;
         Ok(())

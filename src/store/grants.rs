@@ -2,7 +2,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Backend, GrantStore, Store, StoreError, StoreResult};
-use crate::domain::{CodeRecord, CodeRedemption, Grant, RefreshRotation, ScopeSet};
+use crate::domain::{CodeRecord, CodeRedemption, ConsentRecord, Grant, RefreshRotation, ScopeSet};
 
 const GRANT_COLUMNS: &str =
     "id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at";
@@ -324,8 +324,50 @@ impl GrantStore for Store {
         Ok(())
     }
 
+    async fn list_consents(&self, user_sub: &str) -> StoreResult<Vec<ConsentRecord>> {
+        let rows = sqlx::query(
+            "SELECT client_id, scopes, granted_at FROM consents WHERE user_sub = $1 ORDER BY granted_at, client_id",
+        )
+        .bind(user_sub)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let client_id: String = r.try_get("client_id")?;
+                Ok(ConsentRecord {
+                    scopes: scopes(&r.try_get::<String, _>("scopes")?, &client_id)?,
+                    granted_at: r.try_get("granted_at")?,
+                    client_id,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_consent(&self, user_sub: &str, client_id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM consents WHERE user_sub = $1 AND client_id = $2")
+            .bind(user_sub)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND client_id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user_sub)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete_expired(&self, now: i64) -> StoreResult<u64> {
         let mut removed = 0;
+        // Failure counters nobody has touched for a day: every window and lock is long over.
+        removed += sqlx::query("DELETE FROM throttles WHERE updated_at < $1")
+            .bind(now - 86_400)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         for sql in [
             "DELETE FROM authorization_codes WHERE expires_at < $1",
             "DELETE FROM grants WHERE expires_at < $1",

@@ -4,18 +4,25 @@
 //! This module is the only one that names sqlx. Protocol code sees [`ClientStore`] and
 //! [`KeyStore`] and plain domain types.
 
+mod audit;
 mod client_cache;
 mod clients;
 mod connect;
 mod grants;
 mod keys;
+mod mfa;
 mod migrate;
 mod sessions;
+mod throttles;
 mod users;
 
 use std::future::Future;
 
-use crate::domain::{Client, CodeRecord, CodeRedemption, Grant, KeyRecord, RefreshRotation, ScopeSet, User};
+use crate::audit::{AuditEvent, AuditFilter};
+use crate::authn::AttemptCount;
+use crate::domain::{
+    Client, CodeRecord, CodeRedemption, ConsentRecord, Grant, KeyRecord, RefreshRotation, ScopeSet, TotpFactor, User,
+};
 
 pub use client_cache::ClientCache;
 pub use connect::{Backend, Store};
@@ -148,6 +155,68 @@ pub trait GrantStore: Send + Sync {
         granted: &ScopeSet,
         now: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every app the user has consented to.
+    fn list_consents(&self, user_sub: &str) -> impl Future<Output = StoreResult<Vec<ConsentRecord>>> + Send;
+    /// Withdraws consent and, in the same transaction, revokes the user's grants to that app.
+    fn revoke_consent(
+        &self,
+        user_sub: &str,
+        client_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Housekeeping: deletes expired codes, tokens and sessions; returns how many rows went.
     fn delete_expired(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// Second factors: the authenticator-app seed and recovery codes.
+pub trait MfaStore: Send + Sync {
+    fn totp_factor(&self, sub: &str) -> impl Future<Output = StoreResult<Option<TotpFactor>>> + Send;
+    /// Stores a new, unconfirmed seed; false when the user already has an enabled one.
+    fn begin_totp_enrolment(
+        &self,
+        sub: &str,
+        secret_sealed: &[u8],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Confirms the enrolment with the step of the code the user typed; false if there was no
+    /// unconfirmed enrolment (a parallel confirmation won).
+    fn enable_totp(&self, sub: &str, step: i64, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Accepts a code of `step` only if no code of this step or a later one was accepted
+    /// before: one conditional UPDATE (replay protection, RFC 6238 §5.2).
+    fn use_totp_step(&self, sub: &str, step: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Deletes the seed and the recovery codes; false when there was no seed.
+    fn remove_mfa(&self, sub: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Replaces the whole set of recovery codes (the old ones stop working).
+    fn replace_recovery_codes(
+        &self,
+        sub: &str,
+        hashes: &[[u8; 32]],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Uses a recovery code up; true only for the one caller that did.
+    fn use_recovery_code(&self, sub: &str, hash: &[u8; 32], now: i64)
+        -> impl Future<Output = StoreResult<bool>> + Send;
+    fn recovery_codes_left(&self, sub: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+}
+
+/// Failed-attempt counters per account, shared by replicas.
+pub trait ThrottleStore: Send + Sync {
+    /// Counts one attempt atomically and returns the counter (see `authn::throttle`).
+    fn count_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        window_secs: i64,
+        lock_secs: i64,
+        threshold: u32,
+    ) -> impl Future<Output = StoreResult<AttemptCount>> + Send;
+    /// A success: the counter (and any lock it set) goes.
+    fn clear_attempts(&self, key: &str) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// The audit trail.
+pub trait AuditStore: Send + Sync {
+    fn insert_audit_event(&self, event: &AuditEvent) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Newest first.
+    fn list_audit_events(&self, filter: &AuditFilter) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
 }

@@ -10,7 +10,10 @@ use tower_sessions::Session;
 
 use super::pages::{error_page, render, see_other};
 use super::session::{self, WebResult};
+use crate::audit::{self, kind, AuditEvent};
 use crate::domain::ScopeSet;
+use crate::endpoints::authorize::second_factor_satisfied;
+use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::oauth::authorize::error_redirect;
 use crate::oauth::client_auth::ClientLookup;
@@ -40,19 +43,30 @@ fn expired(state: &AppState) -> Response {
     )
 }
 
+/// No signed-in user: the code page when only the password was given (the second factor
+/// can't be skipped by coming here), the sign-in page otherwise.
+async fn not_signed_in(state: &AppState, session: &Session, rid: &str, now: i64) -> WebResult<Response> {
+    let page =
+        if session::password_verified(state, session, now).await?.is_some() { paths::LOGIN_MFA } else { paths::LOGIN };
+    Ok(see_other(&format!("{page}?rid={rid}")))
+}
+
 /// `GET /consent?rid=…`.
 pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<ConsentQuery>) -> Response {
     let result: WebResult<Response> = async {
         let now = unix_now();
         let Some(rid) = q.rid else { return Ok(expired(&state)) };
         let Some(user) = session::signed_in(&state, &session).await? else {
-            return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
+            return not_signed_in(&state, &session, &rid, now).await;
         };
         let Some(pending) = session::pending(&state, &session, &rid, now).await? else { return Ok(expired(&state)) };
         let client = match state.clients().lookup_client(&pending.request.client_id).await {
             Ok(Some(c)) => c,
             _ => return Ok(expired(&state)),
         };
+        if !second_factor_satisfied(&state, &client, &pending.request, &user) {
+            return Ok(see_other(&format!("{}?rid={rid}", paths::AUTHORIZE_CONTINUE)));
+        }
         let user_email = match state.store().find_user(&user.sub).await {
             Ok(Some(u)) => u.email,
             _ => return Ok(expired(&state)),
@@ -81,13 +95,13 @@ pub async fn show(State(state): State<AppState>, session: Session, Query(q): Que
 }
 
 /// `POST /consent`. Fields: csrf, rid, decision (approve | deny), scope (repeated).
-pub async fn submit(State(state): State<AppState>, session: Session, body: Bytes) -> Response {
-    match handle(&state, &session, &body).await {
+pub async fn submit(State(state): State<AppState>, session: Session, requester: Requester, body: Bytes) -> Response {
+    match handle(&state, &session, &requester, &body).await {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn handle(state: &AppState, session: &Session, body: &[u8]) -> WebResult<Response> {
+async fn handle(state: &AppState, session: &Session, requester: &Requester, body: &[u8]) -> WebResult<Response> {
     let mut csrf = None;
     let mut rid = None;
     let mut decision = None;
@@ -105,10 +119,17 @@ async fn handle(state: &AppState, session: &Session, body: &[u8]) -> WebResult<R
     let now = unix_now();
     let Some(rid) = rid else { return Ok(expired(state)) };
     let Some(user) = session::signed_in(state, session).await? else {
-        return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
+        return not_signed_in(state, session, &rid, now).await;
     };
     let Some(mut pending) = session::pending(state, session, &rid, now).await? else { return Ok(expired(state)) };
     let request = pending.request.clone();
+    let client = match state.clients().lookup_client(&request.client_id).await {
+        Ok(Some(c)) => c,
+        _ => return Ok(expired(state)),
+    };
+    if !second_factor_satisfied(state, &client, &request, &user) {
+        return Ok(see_other(&format!("{}?rid={rid}", paths::AUTHORIZE_CONTINUE)));
+    }
     let requested = request.scopes();
     match decision.as_deref() {
         Some("deny") => {
@@ -160,6 +181,14 @@ async fn handle(state: &AppState, session: &Session, body: &[u8]) -> WebResult<R
                     "Please try again in a moment.",
                 ));
             }
+            audit::record(
+                state.store(),
+                AuditEvent::new(kind::CONSENT_GRANTED, now, &requester.origin())
+                    .user(&user.sub)
+                    .client(&request.client_id)
+                    .detail(serde_json::json!({ "scopes": granted.to_string() })),
+            )
+            .await;
             pending.request.scope = granted.to_string();
             pending.consent_done = true;
             session::save_pending(state, session, pending, now).await?;

@@ -14,6 +14,11 @@ use crate::state::AppState;
 const USER: &str = "user";
 const CSRF: &str = "csrf";
 const PENDING: &str = "authz";
+const PASSWORD_VERIFIED: &str = "pwd_ok";
+const NOTICE: &str = "notice";
+const RECOVERY_CODES: &str = "recovery_codes";
+/// Time to type the one-time code after the password.
+const SECOND_FACTOR_TTL: i64 = 300;
 /// Authorization requests kept per session (several tabs); the oldest goes first.
 const MAX_PENDING: usize = 5;
 /// How long a user has to sign in and consent before the request must be started again.
@@ -29,6 +34,20 @@ pub struct SignedIn {
     pub amr: Vec<String>,
     /// Identifies this sign-in: grants carry it, so logout can revoke what it gave (OIDC `sid`).
     pub sid: String,
+}
+
+/// The password was right, the second factor is still owed: the session is *not* signed in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PasswordVerified {
+    pub sub: String,
+    pub at: i64,
+}
+
+/// A one-time message for the next page (after a POST answered with 303).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Notice {
+    pub ok: Option<String>,
+    pub error: Option<String>,
 }
 
 /// An authorization request waiting for sign-in or consent, kept server-side.
@@ -56,9 +75,45 @@ pub async fn signed_in(state: &AppState, session: &Session) -> WebResult<Option<
 /// planted before sign-in is worthless after it).
 pub async fn sign_in(state: &AppState, session: &Session, user: SignedIn) -> WebResult<()> {
     session.cycle_id().await.map_err(|e| failed(state, e))?;
+    session.remove_value(PASSWORD_VERIFIED).await.map_err(|e| failed(state, e))?;
     // A new CSRF token too, for the same reason.
     session.insert(CSRF, random_token(32)).await.map_err(|e| failed(state, e))?;
     session.insert(USER, user).await.map_err(|e| failed(state, e))
+}
+
+/// Records a correct password whose second factor is still owed, under a new session id; any
+/// earlier sign-in of this session ends (it may have been someone else's).
+pub async fn begin_second_factor(state: &AppState, session: &Session, verified: PasswordVerified) -> WebResult<()> {
+    session.cycle_id().await.map_err(|e| failed(state, e))?;
+    session.insert(CSRF, random_token(32)).await.map_err(|e| failed(state, e))?;
+    session.remove_value(USER).await.map_err(|e| failed(state, e))?;
+    session.insert(PASSWORD_VERIFIED, verified).await.map_err(|e| failed(state, e))
+}
+
+/// The user who passed the password step and owes a second factor, if that was recent.
+pub async fn password_verified(state: &AppState, session: &Session, now: i64) -> WebResult<Option<PasswordVerified>> {
+    let verified = session.get::<PasswordVerified>(PASSWORD_VERIFIED).await.map_err(|e| failed(state, e))?;
+    Ok(verified.filter(|v| now - v.at <= SECOND_FACTOR_TTL))
+}
+
+pub async fn set_notice(state: &AppState, session: &Session, notice: Notice) -> WebResult<()> {
+    session.insert(NOTICE, notice).await.map_err(|e| failed(state, e))
+}
+
+/// The pending notice, removed as it is read (shown once).
+pub async fn take_notice(state: &AppState, session: &Session) -> WebResult<Notice> {
+    let notice = session.remove::<Notice>(NOTICE).await.map_err(|e| failed(state, e))?;
+    Ok(notice.unwrap_or_default())
+}
+
+/// New recovery codes wait here between the POST that made them and the page that shows them
+/// once.
+pub async fn set_recovery_codes(state: &AppState, session: &Session, codes: Vec<String>) -> WebResult<()> {
+    session.insert(RECOVERY_CODES, codes).await.map_err(|e| failed(state, e))
+}
+
+pub async fn take_recovery_codes(state: &AppState, session: &Session) -> WebResult<Option<Vec<String>>> {
+    session.remove::<Vec<String>>(RECOVERY_CODES).await.map_err(|e| failed(state, e))
 }
 
 /// Ends the session server-side and clears the cookie.

@@ -7,7 +7,7 @@ use minijinja::Environment;
 use serde::Serialize;
 
 /// Built-in templates, by name.
-const BUILT_IN: [(&str, &str); 8] = [
+const BUILT_IN: [(&str, &str); 12] = [
     ("layout.html", include_str!("../../templates/layout.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
@@ -15,6 +15,10 @@ const BUILT_IN: [(&str, &str); 8] = [
     ("signed_out.html", include_str!("../../templates/signed_out.html")),
     ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
     ("home.html", include_str!("../../templates/home.html")),
+    ("mfa.html", include_str!("../../templates/mfa.html")),
+    ("account.html", include_str!("../../templates/account.html")),
+    ("totp_setup.html", include_str!("../../templates/totp_setup.html")),
+    ("recovery_codes.html", include_str!("../../templates/recovery_codes.html")),
     ("latchkey.css", include_str!("../../templates/latchkey.css")),
 ];
 

@@ -97,6 +97,8 @@ pub fn test_settings(db_url: &str) -> Settings {
         // Cheap argon2id for tests, through settings only; production defaults stay.
         password_hash_memory_kib: 1024,
         password_hash_iterations: 1,
+        // No waiting between failed attempts in tests; one test sets a delay and measures it.
+        failure_delay: latchkey::config::HumanDuration::secs(0),
         ..Settings::default()
     }
 }

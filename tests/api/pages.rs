@@ -350,6 +350,7 @@ async fn a_hash_made_with_old_parameters_is_replaced_at_sign_in() {
         iterations: 1,
         parallelism: 1,
         min_length: 8,
+        min_score: 3,
         max_concurrent: 1,
     })
     .unwrap();

@@ -1,0 +1,451 @@
+//! The account pages of a signed-in user (`/account`): sign-in methods, enrolling and removing
+//! an authenticator app, recovery codes, changing the password, and the apps they allowed.
+//! Every POST checks the CSRF token and answers 303; messages travel in the session (`Notice`).
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Form;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use super::login::{too_many_from_address, urlencode};
+use super::pages::{error_page, render, see_other};
+use super::session::{self, Notice, SignedIn, WebResult};
+use crate::audit::{self, kind, AuditEvent, Origin};
+use crate::authn::sign_in::{
+    check_password, check_second_factor, open_seed, seal_seed, FactorFailure, PasswordFailure,
+};
+use crate::authn::{recovery, totp};
+use crate::http::client_ip::Requester;
+use crate::http::paths;
+use crate::oauth::client_auth::ClientLookup;
+use crate::oidc::acr::SECOND_FACTOR_AMR;
+use crate::state::{unix_now, AppState};
+use crate::store::{GrantStore, MfaStore, UserStore};
+
+/// An unconfirmed enrolment is reused for this long, so reloading the page while scanning the
+/// QR code keeps the same seed; after that a new seed is made.
+const ENROLMENT_REUSE_SECS: i64 = 600;
+
+fn unavailable(state: &AppState, e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "account page failed");
+    error_page(state, StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Please try again in a moment.")
+}
+
+fn day(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts).map(|t| t.date().to_string()).unwrap_or_default()
+}
+
+/// The signed-in user, or the way to become one: the code page when only the password was
+/// given, the sign-in page otherwise (coming back here afterwards).
+async fn require_user(state: &AppState, session: &Session) -> WebResult<SignedIn> {
+    if let Some(user) = session::signed_in(state, session).await? {
+        return Ok(user);
+    }
+    if session::password_verified(state, session, unix_now()).await?.is_some() {
+        return Err(see_other(&format!("{}?next=account", paths::LOGIN_MFA)));
+    }
+    Err(see_other(&format!("{}?next=account", paths::LOGIN)))
+}
+
+async fn notice(state: &AppState, session: &Session, ok: Option<String>, error: Option<String>) -> WebResult<()> {
+    session::set_notice(state, session, Notice { ok, error }).await
+}
+
+async fn back_with_error(state: &AppState, session: &Session, error: impl Into<String>) -> WebResult<Response> {
+    notice(state, session, None, Some(error.into())).await?;
+    Ok(see_other(paths::ACCOUNT))
+}
+
+async fn back_with_ok(state: &AppState, session: &Session, ok: impl Into<String>) -> WebResult<Response> {
+    notice(state, session, Some(ok.into()), None).await?;
+    Ok(see_other(paths::ACCOUNT))
+}
+
+fn respond(result: WebResult<Response>) -> Response {
+    match result {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[derive(Serialize)]
+struct AppLine {
+    client_id: String,
+    name: String,
+    scopes: String,
+}
+
+/// `GET /account`.
+pub async fn show(State(state): State<AppState>, session: Session) -> Response {
+    respond(
+        async {
+            let signed = require_user(&state, &session).await?;
+            let store = state.store();
+            let Some(user) = store.find_user(&signed.sub).await.map_err(|e| unavailable(&state, e))? else {
+                session::end(&state, &session).await?;
+                return Ok(see_other(paths::LOGIN));
+            };
+            let factor = store.totp_factor(&user.sub).await.map_err(|e| unavailable(&state, e))?;
+            let totp_since = factor.as_ref().and_then(|f| f.enabled_at).map(day);
+            let recovery_left = store.recovery_codes_left(&user.sub).await.map_err(|e| unavailable(&state, e))?;
+            let mut apps = Vec::new();
+            for consent in store.list_consents(&user.sub).await.map_err(|e| unavailable(&state, e))? {
+                let name = match state.clients().lookup_client(&consent.client_id).await {
+                    Ok(Some(client)) => client.name.clone(),
+                    _ => consent.client_id.clone(),
+                };
+                apps.push(AppLine { client_id: consent.client_id, name, scopes: consent.scopes.to_string() });
+            }
+            let notice = session::take_notice(&state, &session).await?;
+            let csrf = session::csrf_token(&state, &session).await?;
+            Ok(render(
+                &state,
+                StatusCode::OK,
+                "account.html",
+                context! {
+                    csrf,
+                    notice,
+                    email => user.email,
+                    password_changed => day(user.password_changed_at),
+                    totp_enabled => totp_since.is_some(),
+                    totp_since,
+                    recovery_left,
+                    apps,
+                    min_length => state.settings().password_min_length,
+                },
+            ))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: Option<String>,
+    current: Option<String>,
+    new: Option<String>,
+    confirm: Option<String>,
+}
+
+/// `POST /account/password`: the current password (through the same failure counter as the
+/// sign-in page), then the new one against the policy. Every grant and every other session of
+/// the user ends; this session continues under a new id.
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: Session,
+    requester: Requester,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    respond(
+        async {
+            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
+            let signed = require_user(&state, &session).await?;
+            if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
+                return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
+            }
+            let store = state.store();
+            let Some(user) = store.find_user(&signed.sub).await.map_err(|e| unavailable(&state, e))? else {
+                return Ok(see_other(paths::LOGIN));
+            };
+            let now = unix_now();
+            let current = form.current.unwrap_or_default();
+            let new = form.new.unwrap_or_default();
+            if let Err(failed) =
+                check_password(store, state.passwords(), state.throttle(), &user.email, &current, now).await
+            {
+                if let PasswordFailure::Unavailable(e) = failed.failure {
+                    return Err(unavailable(&state, e));
+                }
+                if let Some(ip) = requester.ip {
+                    state.ip_failures().record_failure(ip);
+                }
+                return back_with_error(&state, &session, "Your current password is not right.").await;
+            }
+            if new != form.confirm.unwrap_or_default() {
+                return back_with_error(&state, &session, "The two new passwords are not the same.").await;
+            }
+            let inputs: Vec<&str> = std::iter::once(user.email.as_str()).chain(user.name.as_deref()).collect();
+            if let Err(e) = state.passwords().check_policy(&new, &inputs) {
+                return back_with_error(&state, &session, format!("The new password was not accepted: {e}.")).await;
+            }
+            let hash = state.passwords().hash(&new).await.map_err(|e| unavailable(&state, e))?;
+            store.change_password(&user.sub, &hash, now).await.map_err(|e| unavailable(&state, e))?;
+            // The store ended every session of the user, this one included: start it again.
+            session::sign_in(&state, &session, SignedIn { auth_time: now, ..signed }).await?;
+            audit::record(store, AuditEvent::new(kind::PASSWORD_CHANGED, now, &requester.origin()).user(&user.sub))
+                .await;
+            back_with_ok(&state, &session, "Your password was changed. You were signed out everywhere else.").await
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct RidQuery {
+    rid: Option<String>,
+}
+
+/// `GET /account/totp`: the enrolment page (QR code, key, `otpauth://` URI). With `rid`, the
+/// enrolment was demanded by policy during an app's sign-in, which continues afterwards.
+pub async fn totp_setup(State(state): State<AppState>, session: Session, Query(q): Query<RidQuery>) -> Response {
+    respond(
+        async {
+            let signed = require_user(&state, &session).await?;
+            let store = state.store();
+            let Some(user) = store.find_user(&signed.sub).await.map_err(|e| unavailable(&state, e))? else {
+                return Ok(see_other(paths::LOGIN));
+            };
+            let now = unix_now();
+            let factor = store.totp_factor(&user.sub).await.map_err(|e| unavailable(&state, e))?;
+            if factor.as_ref().is_some_and(|f| f.is_enabled()) {
+                return back_with_ok(&state, &session, "Two-step verification is already on.").await;
+            }
+            let master = state.master_key();
+            let reusable = factor
+                .filter(|f| now - f.created_at < ENROLMENT_REUSE_SECS)
+                .and_then(|f| open_seed(master, &user.sub, &f.secret_sealed).ok());
+            let seed = match reusable {
+                Some(seed) => seed,
+                None => {
+                    let seed = totp::new_secret();
+                    let sealed = seal_seed(master, &user.sub, &seed).map_err(|e| unavailable(&state, e))?;
+                    if !store.begin_totp_enrolment(&user.sub, &sealed, now).await.map_err(|e| unavailable(&state, e))? {
+                        return back_with_ok(&state, &session, "Two-step verification is already on.").await;
+                    }
+                    seed
+                }
+            };
+            let provisioning = totp::provisioning(&seed, &state.settings().totp_issuer, &user.email)
+                .map_err(|e| unavailable(&state, e))?;
+            let secret = group_by_four(&provisioning.secret_base32);
+            let notice = session::take_notice(&state, &session).await?;
+            let csrf = session::csrf_token(&state, &session).await?;
+            Ok(render(
+                &state,
+                StatusCode::OK,
+                "totp_setup.html",
+                context! {
+                    csrf,
+                    rid => q.rid,
+                    required => q.rid.is_some(),
+                    qr => provisioning.qr_data_uri,
+                    secret,
+                    uri => provisioning.uri,
+                    error => notice.error,
+                },
+            ))
+        }
+        .await,
+    )
+}
+
+/// "JBSWY3DPEHPK3PXP" → "JBSW Y3DP EHPK 3PXP": easier to type; apps ignore the spaces.
+fn group_by_four(text: &str) -> String {
+    text.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    csrf: Option<String>,
+    rid: Option<String>,
+    code: Option<String>,
+}
+
+/// `POST /account/totp`: confirms the enrolment with a code from the app, turns the factor on,
+/// counts this session as two-factor, and shows a first set of recovery codes.
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    session: Session,
+    requester: Requester,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    respond(
+        async {
+            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
+            let signed = require_user(&state, &session).await?;
+            let store = state.store();
+            let now = unix_now();
+            let setup_page = match &form.rid {
+                Some(rid) => format!("{}?rid={}", paths::ACCOUNT_TOTP, urlencode(rid)),
+                None => paths::ACCOUNT_TOTP.to_string(),
+            };
+            let factor = store.totp_factor(&signed.sub).await.map_err(|e| unavailable(&state, e))?;
+            let Some(factor) = factor.filter(|f| !f.is_enabled()) else {
+                return back_with_ok(&state, &session, "Two-step verification is already on.").await;
+            };
+            let seed = open_seed(state.master_key(), &signed.sub, &factor.secret_sealed)
+                .map_err(|e| unavailable(&state, e))?;
+            let Some(step) = totp::matching_step(&seed, form.code.as_deref().unwrap_or_default(), now) else {
+                notice(&state, &session, None, Some("That code is not right. Check the app and try again.".into()))
+                    .await?;
+                return Ok(see_other(&setup_page));
+            };
+            if !store.enable_totp(&signed.sub, step, now).await.map_err(|e| unavailable(&state, e))? {
+                return back_with_ok(&state, &session, "Two-step verification is already on.").await;
+            }
+            let origin = requester.origin();
+            audit::record(store, AuditEvent::new(kind::MFA_ENROLLED, now, &origin).user(&signed.sub)).await;
+            // The user just proved the factor: this session now counts as two-factor.
+            let amr = vec!["pwd".to_string(), SECOND_FACTOR_AMR.to_string()];
+            let sub = signed.sub.clone();
+            session::sign_in(&state, &session, SignedIn { amr, ..signed }).await?;
+            issue_recovery_codes(&state, &session, &sub, now, &origin).await?;
+            Ok(see_other(&recovery_page(form.rid.as_deref())))
+        }
+        .await,
+    )
+}
+
+fn recovery_page(rid: Option<&str>) -> String {
+    match rid {
+        Some(rid) => format!("{}?rid={}", paths::ACCOUNT_RECOVERY_CODES, urlencode(rid)),
+        None => paths::ACCOUNT_RECOVERY_CODES.to_string(),
+    }
+}
+
+async fn issue_recovery_codes(
+    state: &AppState,
+    session: &Session,
+    sub: &str,
+    now: i64,
+    origin: &Origin,
+) -> WebResult<()> {
+    let codes = recovery::generate();
+    let hashes: Vec<[u8; 32]> = codes.iter().filter_map(|c| recovery::hash(c)).collect();
+    state.store().replace_recovery_codes(sub, &hashes, now).await.map_err(|e| unavailable(state, e))?;
+    audit::record(
+        state.store(),
+        AuditEvent::new(kind::RECOVERY_CODES_GENERATED, now, origin)
+            .user(sub)
+            .detail(serde_json::json!({ "count": hashes.len() })),
+    )
+    .await;
+    session::set_recovery_codes(state, session, codes).await
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// `POST /account/recovery-codes`: a new set; the old set stops working.
+pub async fn new_recovery_codes(
+    State(state): State<AppState>,
+    session: Session,
+    requester: Requester,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    respond(
+        async {
+            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
+            let signed = require_user(&state, &session).await?;
+            let factor = state.store().totp_factor(&signed.sub).await.map_err(|e| unavailable(&state, e))?;
+            if !factor.is_some_and(|f| f.is_enabled()) {
+                return back_with_error(&state, &session, "Turn on two-step verification first.").await;
+            }
+            issue_recovery_codes(&state, &session, &signed.sub, unix_now(), &requester.origin()).await?;
+            Ok(see_other(paths::ACCOUNT_RECOVERY_CODES))
+        }
+        .await,
+    )
+}
+
+/// `GET /account/recovery-codes`: shows the new codes once.
+pub async fn show_recovery_codes(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<RidQuery>,
+) -> Response {
+    respond(
+        async {
+            require_user(&state, &session).await?;
+            let Some(codes) = session::take_recovery_codes(&state, &session).await? else {
+                return Ok(see_other(paths::ACCOUNT));
+            };
+            let continue_to = match &q.rid {
+                Some(rid) => format!("{}?rid={}", paths::AUTHORIZE_CONTINUE, urlencode(rid)),
+                None => paths::ACCOUNT.to_string(),
+            };
+            Ok(render(&state, StatusCode::OK, "recovery_codes.html", context! { codes, continue_to }))
+        }
+        .await,
+    )
+}
+
+/// `POST /account/totp/remove`: needs a current code (or a recovery code) — a fresh second
+/// factor — through the same failure counter as sign-in.
+pub async fn totp_remove(
+    State(state): State<AppState>,
+    session: Session,
+    requester: Requester,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    respond(
+        async {
+            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
+            let signed = require_user(&state, &session).await?;
+            if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
+                return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
+            }
+            let now = unix_now();
+            let store = state.store();
+            let code = form.code.unwrap_or_default();
+            match check_second_factor(store, state.master_key(), state.throttle(), &signed.sub, &code, now).await {
+                Ok(_) => {}
+                Err(failed) => {
+                    let message = match failed.failure {
+                        FactorFailure::Unavailable(e) => return Err(unavailable(&state, e)),
+                        FactorFailure::Locked { .. } => "Too many wrong codes. Try again later.",
+                        FactorFailure::Wrong => "That code is not right; two-step verification is still on.",
+                    };
+                    if let Some(ip) = requester.ip {
+                        state.ip_failures().record_failure(ip);
+                    }
+                    audit::record(store, AuditEvent::new(kind::MFA_FAILED, now, &requester.origin()).user(&signed.sub))
+                        .await;
+                    return back_with_error(&state, &session, message).await;
+                }
+            }
+            store.remove_mfa(&signed.sub).await.map_err(|e| unavailable(&state, e))?;
+            audit::record(store, AuditEvent::new(kind::MFA_REMOVED, now, &requester.origin()).user(&signed.sub)).await;
+            back_with_ok(&state, &session, "Two-step verification is off. Your recovery codes no longer work.").await
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    csrf: Option<String>,
+    client_id: Option<String>,
+}
+
+/// `POST /account/apps/revoke`: withdraws consent and ends the app's grants for this user.
+pub async fn revoke_app(
+    State(state): State<AppState>,
+    session: Session,
+    requester: Requester,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    respond(
+        async {
+            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
+            let signed = require_user(&state, &session).await?;
+            let client_id = form.client_id.unwrap_or_default();
+            let now = unix_now();
+            let store = state.store();
+            if !store.revoke_consent(&signed.sub, &client_id, now).await.map_err(|e| unavailable(&state, e))? {
+                return back_with_error(&state, &session, "That app had no access.").await;
+            }
+            audit::record(
+                store,
+                AuditEvent::new(kind::CONSENT_REVOKED, now, &requester.origin()).user(&signed.sub).client(&client_id),
+            )
+            .await;
+            back_with_ok(&state, &session, "The app's access was removed.").await
+        }
+        .await,
+    )
+}
