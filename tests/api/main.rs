@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod audit;
 mod authorize_errors;
 mod browser;
 mod cli;
@@ -14,8 +15,10 @@ mod health;
 mod jwks;
 mod keys_startup;
 mod layering;
+mod mfa;
 mod oidc_flow;
 mod pages;
+mod throttling;
 mod token_client_credentials;
 mod token_code_grant;
 mod token_errors;
