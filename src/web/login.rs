@@ -192,17 +192,20 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
         }
         return Ok(see_other(&location));
     }
-    complete(state, session, &user.sub, vec!["pwd".into()], form.rid.as_deref(), now, &origin).await?;
+    complete(state, session, &user.sub, vec!["pwd".into()], None, form.rid.as_deref(), now, &origin).await?;
     Ok(see_other(&continue_to(form.rid.as_deref(), form.next.as_deref())))
 }
 
 /// Marks the session signed in (new session id) and records it; `rid`'s pending request
-/// notes the fresh sign-in (prompt=login).
+/// notes the fresh sign-in (prompt=login). `sid` is kept on a step-up (the same browser
+/// session, so logout still reaches the grants it gave before); a new sign-in gets a new one.
+#[allow(clippy::too_many_arguments)]
 pub async fn complete(
     state: &AppState,
     session: &Session,
     sub: &str,
     amr: Vec<String>,
+    sid: Option<String>,
     rid: Option<&str>,
     now: i64,
     origin: &audit::Origin,
@@ -212,8 +215,8 @@ pub async fn complete(
         None => None,
     };
     let detail = serde_json::json!({ "amr": amr });
-    session::sign_in(state, session, SignedIn { sub: sub.to_string(), auth_time: now, amr, sid: random_id(22) })
-        .await?;
+    let sid = sid.unwrap_or_else(|| random_id(22));
+    session::sign_in(state, session, SignedIn { sub: sub.to_string(), auth_time: now, amr, sid }).await?;
     let mut event = AuditEvent::new(kind::SIGN_IN_SUCCEEDED, now, origin).user(sub).detail(detail);
     if let Some(client_id) = &client_id {
         event = event.client(client_id);

@@ -38,13 +38,14 @@ pub struct MfaForm {
     code: Option<String>,
 }
 
-/// Who owes the code: the user who just passed the password step, or a signed-in user being
-/// asked for a second factor (step-up). `None`: nobody — back to the sign-in page.
-async fn owed_by(state: &AppState, session: &Session, now: i64) -> WebResult<Option<String>> {
+/// Who owes the code: the user who just passed the password step (no `sid` yet), or a
+/// signed-in user being asked for a second factor (step-up, keeping the session's `sid`).
+/// `None`: nobody — back to the sign-in page.
+async fn owed_by(state: &AppState, session: &Session, now: i64) -> WebResult<Option<(String, Option<String>)>> {
     if let Some(verified) = session::password_verified(state, session, now).await? {
-        return Ok(Some(verified.sub));
+        return Ok(Some((verified.sub, None)));
     }
-    Ok(session::signed_in(state, session).await?.map(|u| u.sub))
+    Ok(session::signed_in(state, session).await?.map(|u| (u.sub, Some(u.sid))))
 }
 
 fn login_again(rid: Option<&str>, next: Option<&str>) -> Response {
@@ -101,7 +102,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
     session::require_csrf(state, session, form.csrf.as_deref()).await?;
     let (rid, next) = (form.rid.as_deref(), form.next.as_deref());
     let now = unix_now();
-    let Some(sub) = owed_by(state, session, now).await? else { return Ok(login_again(rid, next)) };
+    let Some((sub, sid)) = owed_by(state, session, now).await? else { return Ok(login_again(rid, next)) };
     if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
         let message = too_many_from_address(wait.as_secs());
         let response = page(state, session, rid, next, Some(&message), StatusCode::TOO_MANY_REQUESTS).await?;
@@ -121,7 +122,8 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
                 )
                 .await;
             }
-            complete(state, session, &sub, vec!["pwd".into(), SECOND_FACTOR_AMR.into()], rid, now, &origin).await?;
+            let amr = vec!["pwd".into(), SECOND_FACTOR_AMR.into()];
+            complete(state, session, &sub, amr, sid, rid, now, &origin).await?;
             Ok(see_other(&continue_to(rid, next)))
         }
         Err(failed) => {
