@@ -21,8 +21,11 @@ pub mod kind {
     pub const CLIENT_CREATED: &str = "client.created";
     pub const CLIENT_SECRET_ROTATED: &str = "client.secret_rotated";
     pub const CLIENT_DISABLED: &str = "client.disabled";
+    pub const CLIENT_DELETED: &str = "client.deleted";
+    pub const USER_CREATED: &str = "user.created";
+    pub const USER_DISABLED: &str = "user.disabled";
 
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 18] = [
         SIGN_IN_SUCCEEDED,
         SIGN_IN_FAILED,
         ACCOUNT_LOCKED,
@@ -38,6 +41,9 @@ pub mod kind {
         CLIENT_CREATED,
         CLIENT_SECRET_ROTATED,
         CLIENT_DISABLED,
+        CLIENT_DELETED,
+        USER_CREATED,
+        USER_DISABLED,
     ];
 }
 

@@ -125,6 +125,17 @@ pub struct Settings {
     pub client_cache_ttl: HumanDuration,
     /// `Cache-Control: max-age` of the JWKS and discovery documents.
     pub jwks_max_age: HumanDuration,
+    /// How long each signing key signs before its successor takes over (docs/keys.md).
+    pub key_rotation_interval: HumanDuration,
+    /// How long a new key is published before it signs; at least `jwks_max_age` plus
+    /// `key_reload_interval`, so every resource server honouring the cache headers has it.
+    pub key_publish_ahead: HumanDuration,
+    /// How long a retired key stays published; at least the longest token lifetime plus
+    /// `key_reload_interval` plus one minute of clock-skew leeway.
+    pub key_retention: HumanDuration,
+    /// How often each replica runs the key lifecycle step and reloads the key set from the
+    /// database: the longest a replica signs with a retired key or serves a revoked one.
+    pub key_reload_interval: HumanDuration,
     /// Lifetime of ID tokens.
     pub id_token_ttl: HumanDuration,
     /// Lifetime of authorization codes (RFC 6749 §4.1.2 recommends at most 10 minutes;
@@ -171,7 +182,10 @@ pub struct Settings {
     pub ip_failures_per_minute: u32,
     /// Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` is believed; from anyone
     /// else the header is ignored and the peer address is the client IP.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<String>,
+    /// `trusted_proxies`, parsed by `validated()`.
+    #[serde(skip)]
+    trusted_proxy_nets: Vec<ipnet::IpNet>,
     /// A directory whose templates replace the built-in hosted pages of the same name.
     pub templates_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
@@ -198,6 +212,10 @@ impl Default for Settings {
             default_audience: String::new(),
             client_cache_ttl: HumanDuration::secs(10),
             jwks_max_age: HumanDuration::secs(300),
+            key_rotation_interval: HumanDuration::secs(30 * 86_400),
+            key_publish_ahead: HumanDuration::secs(86_400),
+            key_retention: HumanDuration::secs(86_400),
+            key_reload_interval: HumanDuration::secs(10),
             id_token_ttl: HumanDuration::secs(15 * 60),
             authorization_code_ttl: HumanDuration::secs(60),
             refresh_token_idle_ttl: HumanDuration::secs(14 * 86400),
@@ -220,6 +238,7 @@ impl Default for Settings {
             ip_failure_burst: 20,
             ip_failures_per_minute: 30,
             trusted_proxies: Vec::new(),
+            trusted_proxy_nets: Vec::new(),
             templates_dir: None,
             max_body_bytes: 64 * 1024,
             shutdown_grace: HumanDuration::secs(30),
@@ -228,6 +247,10 @@ impl Default for Settings {
         }
     }
 }
+
+/// Clock difference between Latchkey and resource servers that a retired key's retention
+/// allows for.
+pub const CLOCK_SKEW_LEEWAY_SECS: i64 = 60;
 
 /// A setting that failed validation; the message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +380,17 @@ impl Settings {
         if self.ip_failure_burst == 0 || self.ip_failures_per_minute == 0 {
             return Err(invalid("ip_failure_burst", "and ip_failures_per_minute must be at least 1"));
         }
+        self.trusted_proxy_nets = self
+            .trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| invalid("trusted_proxies", format!("`{entry}` is not an IP address or CIDR block")))
+            })
+            .collect::<Result<_, _>>()?;
         if let Some(dir) = &self.templates_dir {
             if !dir.is_dir() {
                 return Err(invalid("templates_dir", format!("{} is not a directory", dir.display())));
@@ -368,6 +402,7 @@ impl Settings {
         if self.jwks_max_age.0.as_secs() > 24 * 3600 {
             return Err(invalid("jwks_max_age", "must be at most 24h"));
         }
+        self.validate_key_lifecycle()?;
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(invalid("max_body_bytes", "must be between 1024 and 16777216"));
         }
@@ -375,6 +410,49 @@ impl Settings {
             return Err(invalid("log_level", "is not a valid filter such as `info` or `latchkey=debug`"));
         }
         Ok(self)
+    }
+
+    /// The key lifecycle's safety rules (docs/keys.md): nobody sees a token signed with a key
+    /// they could not have fetched, and no key leaves while a token it signed is alive.
+    fn validate_key_lifecycle(&self) -> Result<(), ConfigError> {
+        let reload = self.key_reload_interval.as_secs();
+        if !(1..=300).contains(&reload) {
+            return Err(invalid("key_reload_interval", "must be between 1s and 5m"));
+        }
+        let ahead = self.key_publish_ahead.as_secs();
+        let min_ahead = self.jwks_max_age.as_secs() + reload;
+        if ahead < min_ahead {
+            return Err(invalid(
+                "key_publish_ahead",
+                format!("must be at least jwks_max_age + key_reload_interval ({min_ahead}s)"),
+            ));
+        }
+        if self.key_rotation_interval.as_secs() <= ahead {
+            return Err(invalid("key_rotation_interval", "must be longer than key_publish_ahead"));
+        }
+        let longest_token = self.access_token_ttl.as_secs().max(self.id_token_ttl.as_secs());
+        let min_retention = longest_token + reload + CLOCK_SKEW_LEEWAY_SECS;
+        if self.key_retention.as_secs() < min_retention {
+            return Err(invalid(
+                "key_retention",
+                format!(
+                    "must be at least the longest token lifetime + key_reload_interval + {CLOCK_SKEW_LEEWAY_SECS}s ({min_retention}s)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn key_lifecycle(&self) -> crate::keys::lifecycle::LifecyclePolicy {
+        crate::keys::lifecycle::LifecyclePolicy {
+            rotation_interval: self.key_rotation_interval.as_secs(),
+            publish_ahead: self.key_publish_ahead.as_secs(),
+            retention: self.key_retention.as_secs(),
+        }
+    }
+
+    pub fn trusted_proxy_nets(&self) -> &[ipnet::IpNet] {
+        &self.trusted_proxy_nets
     }
 
     pub fn is_postgres(&self) -> bool {

@@ -10,10 +10,13 @@ use latchkey::admin::users::{self, user_json, NewUser};
 use latchkey::audit::{self, kind, AuditEvent, AuditFilter, Origin};
 use latchkey::authn::PasswordHasher;
 use latchkey::config::{LogFormat, Settings};
+use latchkey::domain::KeyRecord;
 use latchkey::domain::NewClient;
-use latchkey::startup::{open_store, shutdown_signal, Application};
+use latchkey::keys::lifecycle::KeyChange;
+use latchkey::keys::rotation;
+use latchkey::startup::{load_master_key, open_store, shutdown_signal, Application};
 use latchkey::state::unix_now;
-use latchkey::store::{AuditStore, ClientStore, MfaStore, UserStore};
+use latchkey::store::{AuditStore, ClientStore, KeyStore, MfaStore, UserStore};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -38,6 +41,9 @@ enum Command {
     /// Manage the people who sign in.
     #[command(subcommand)]
     User(UserCommand),
+    /// Signing keys: list, rotate on demand, revoke in an emergency (docs/keys.md).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Recent security events (newest first) as a JSON array.
     Audit {
         /// Only this user's events (sub or email).
@@ -49,6 +55,27 @@ enum Command {
         /// At most this many events.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Every published key: kid, algorithm, status and its times.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a successor for each algorithm now; it signs after `key_publish_ahead`.
+    Rotate,
+    /// Emergency: remove a compromised key at once. Tokens it signed stop verifying; if it was
+    /// signing, a new key signs immediately (resource servers must refetch the JWKS).
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+        /// Confirms that you understand the consequences (without it nothing happens).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -239,6 +266,8 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::Delete { client_id } => {
             clients::delete(&store, &client_id).await?;
+            let event = AuditEvent::new(kind::CLIENT_DELETED, now, &Origin::default()).client(&client_id);
+            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
             print_json(&json!({"client_id": client_id, "deleted": true}))
         }
     };
@@ -266,6 +295,8 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
         UserCommand::Create { email, name, roles, password_stdin: _ } => {
             let password = read_password()?;
             let user = users::create(&store, &hasher, NewUser { email, name, roles, password }, now).await?;
+            let event = AuditEvent::new(kind::USER_CREATED, now, &Origin::default()).user(&user.sub);
+            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
             print_json(&user_json(&user))
         }
         UserCommand::List => {
@@ -275,9 +306,17 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
         UserCommand::Show { user } => print_json(&user_json(&users::show(&store, &user).await?)),
         UserCommand::SetPassword { user, password_stdin: _ } => {
             let password = read_password()?;
-            print_json(&user_json(&users::set_password(&store, &hasher, &user, &password, now).await?))
+            let user = users::set_password(&store, &hasher, &user, &password, now).await?;
+            let event = AuditEvent::new(kind::PASSWORD_CHANGED, now, &Origin::default()).user(&user.sub);
+            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
+            print_json(&user_json(&user))
         }
-        UserCommand::Disable { user } => print_json(&user_json(&users::disable(&store, &user, now).await?)),
+        UserCommand::Disable { user } => {
+            let user = users::disable(&store, &user, now).await?;
+            let event = AuditEvent::new(kind::USER_DISABLED, now, &Origin::default()).user(&user.sub);
+            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
+            print_json(&user_json(&user))
+        }
         UserCommand::AddRole { user, role } => {
             print_json(&user_json(&users::change_roles(&store, &user, Some(&role), None, now).await?))
         }
@@ -297,6 +336,97 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
             print_json(&json!({ "sub": user.sub, "email": user.email, "mfa_reset": true, "had_mfa": had_mfa }))
         }
     };
+    store.close().await;
+    result
+}
+
+fn when(ts: Option<i64>) -> String {
+    ts.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn key_json(key: &KeyRecord) -> serde_json::Value {
+    json!({
+        "kid": key.kid,
+        "alg": key.alg.as_str(),
+        "status": key.status.as_str(),
+        "created_at": key.created_at,
+        "activates_at": key.activates_at,
+        "retired_at": key.retired_at,
+        "removes_at": key.removes_at,
+    })
+}
+
+async fn run_keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let now = unix_now();
+    let result = async {
+        match command {
+            KeysCommand::List { json: true } => {
+                let keys = store.list_keys().await?;
+                print_json(&serde_json::Value::Array(keys.iter().map(key_json).collect()))
+            }
+            KeysCommand::List { json: false } => {
+                let keys = store.list_keys().await?;
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "{:<24} {:<6} {:<8} {:<21} {:<21} {:<21} {:<21}",
+                    "KID", "ALG", "STATUS", "CREATED", "ACTIVATES", "RETIRED", "REMOVED"
+                )?;
+                for k in keys {
+                    writeln!(
+                        out,
+                        "{:<24} {:<6} {:<8} {:<21} {:<21} {:<21} {:<21}",
+                        k.kid,
+                        k.alg.as_str(),
+                        k.status.as_str(),
+                        when(Some(k.created_at)),
+                        when(Some(k.activates_at)),
+                        when(k.retired_at),
+                        when(k.removes_at)
+                    )?;
+                }
+                Ok(())
+            }
+            KeysCommand::Rotate => {
+                let master = load_master_key(settings)?;
+                let changes = rotation::rotate_now(&store, &master, &settings.key_lifecycle(), now).await?;
+                let published: Vec<serde_json::Value> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        KeyChange::Publish(key) => Some(key_json(key)),
+                        _ => None,
+                    })
+                    .collect();
+                if published.is_empty() {
+                    eprintln!("every algorithm already has a next key; nothing to do");
+                }
+                print_json(&serde_json::Value::Array(published))
+            }
+            KeysCommand::Revoke { kid, yes } => {
+                eprintln!(
+                    "WARNING: revoking {kid} removes it from the JWKS at once: every token it signed stops \
+                     verifying (users of those tokens must sign in again). If it was the active key, a new \
+                     key signs immediately, before resource servers have fetched it: they will refuse new \
+                     tokens until they refetch the JWKS. Use this only for a compromised key (docs/keys.md)."
+                );
+                if !yes {
+                    anyhow::bail!("not revoked: run again with --yes to confirm");
+                }
+                let master = load_master_key(settings)?;
+                match rotation::revoke(&store, &master, &kid, now).await? {
+                    None => anyhow::bail!("no signing key `{kid}`"),
+                    Some((removed, replacement)) => print_json(&json!({
+                        "revoked": key_json(&removed),
+                        "replacement": replacement.as_ref().map(key_json),
+                    })),
+                }
+            }
+        }
+    }
+    .await;
     store.close().await;
     result
 }
@@ -367,6 +497,7 @@ fn main() -> ExitCode {
             }
             Command::Client(command) => run_client(&settings, command).await,
             Command::User(command) => run_user(&settings, command).await,
+            Command::Keys(command) => run_keys(&settings, command).await,
             Command::Audit { user, event, limit } => run_audit(&settings, user, event, limit).await,
         }
     });

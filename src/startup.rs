@@ -94,6 +94,7 @@ impl Application {
         let draining = Arc::new(Notify::new());
         let signal_draining = draining.clone();
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let key_lifecycle = tokio::spawn(key_lifecycle(self.state.clone()));
         // The peer address is the client IP for per-IP throttling (http::client_ip).
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
@@ -110,6 +111,7 @@ impl Application {
             }
         };
         housekeeping.abort();
+        key_lifecycle.abort();
         self.state.store().close().await;
         result
     }
@@ -130,6 +132,27 @@ async fn housekeeping(state: AppState) {
             Ok(0) => {}
             Ok(removed) => tracing::debug!(removed, "deleted expired codes, tokens and sessions"),
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}
+
+/// Every `key_reload_interval`: one lifecycle step (publish, activate, remove; the store's
+/// key lock lets one replica perform each change), then a reload of the key set, so every
+/// replica signs with the active key and publishes exactly the stored keys within one interval.
+async fn key_lifecycle(state: AppState) {
+    let settings = state.settings();
+    let policy = settings.key_lifecycle();
+    let mut tick = tokio::time::interval(settings.key_reload_interval.0);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = crate::keys::rotation::step(state.store(), state.master_key(), &policy, unix_now()).await {
+            tracing::warn!(error = %e, "key lifecycle step failed; retrying at the next interval");
+        }
+        match state.reload_keys().await {
+            Ok(true) => tracing::info!("signing keys reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "key reload failed; keeping the current keys"),
         }
     }
 }

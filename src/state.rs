@@ -101,6 +101,22 @@ impl AppState {
     pub fn clients(&self) -> &ClientCache {
         &self.0.clients
     }
+    /// Reloads the key set from the database; swaps in a new ring only if the keys changed.
+    /// True when it did.
+    pub async fn reload_keys(&self) -> Result<bool, crate::keys::KeyRingError> {
+        use crate::store::KeyStore;
+        let records = self.0.store.list_keys().await?;
+        if self.keys().is_built_from(&records) {
+            return Ok(false);
+        }
+        let ring = KeyRing::from_records(&records, &self.0.master_key)?;
+        match self.0.keys.write() {
+            Ok(mut guard) => *guard = Arc::new(ring),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(ring),
+        }
+        Ok(true)
+    }
+
     /// The current key ring (a reload swaps in a new one; holders of the old one finish with it).
     pub fn keys(&self) -> Arc<KeyRing> {
         match self.0.keys.read() {

@@ -32,11 +32,13 @@ impl IpFailureLimiter {
         }
     }
 
-    /// `Some(wait)` while `ip` is refused.
+    /// `Some(wait)` while `ip` is refused, rounded up to whole seconds: `Retry-After` counts
+    /// seconds, and a client that waits as long as it says must not be refused again.
     pub fn retry_after(&self, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let blocked = self.blocked.lock().ok()?;
-        blocked.get(&ip).and_then(|until| until.checked_duration_since(now)).filter(|d| !d.is_zero())
+        let wait = blocked.get(&ip).and_then(|until| until.checked_duration_since(now)).filter(|d| !d.is_zero())?;
+        Some(Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)))
     }
 
     /// Counts a failure from `ip`; `Some(wait)` when that emptied its bucket.

@@ -171,7 +171,7 @@ impl PasswordHasher {
             let mut advice = Vec::new();
             if let Some(feedback) = entropy.feedback() {
                 if let Some(warning) = feedback.warning() {
-                    advice.push(format!("{warning}."));
+                    advice.push(format!("{}.", warning.to_string().trim_end_matches('.')));
                 }
                 advice.extend(feedback.suggestions().iter().map(ToString::to_string));
             }

@@ -12,8 +12,9 @@ use crate::store::{MfaStore, StoreError, ThrottleStore, UserStore};
 #[derive(Debug, PartialEq, Eq)]
 pub enum PasswordFailure {
     UnknownUser,
-    WrongPassword,
-    Disabled,
+    /// The user's `sub`, for the audit trail.
+    WrongPassword(String),
+    Disabled(String),
     /// Refused without checking: too many failures for this email.
     Locked {
         retry_after_secs: i64,
@@ -22,11 +23,19 @@ pub enum PasswordFailure {
 }
 
 impl PasswordFailure {
+    /// The user it concerns, when the email named one.
+    pub fn user_sub(&self) -> Option<&str> {
+        match self {
+            PasswordFailure::WrongPassword(sub) | PasswordFailure::Disabled(sub) => Some(sub),
+            _ => None,
+        }
+    }
+
     pub fn audit_reason(&self) -> &'static str {
         match self {
             PasswordFailure::UnknownUser => "unknown_user",
-            PasswordFailure::WrongPassword => "wrong_password",
-            PasswordFailure::Disabled => "disabled",
+            PasswordFailure::WrongPassword(_) => "wrong_password",
+            PasswordFailure::Disabled(_) => "disabled",
             PasswordFailure::Locked { .. } => "locked",
             PasswordFailure::Unavailable(_) => "unavailable",
         }
@@ -77,8 +86,8 @@ pub async fn check_password<S: UserStore + ThrottleStore>(
         .map_err(|e| unavailable(PasswordFailure::Unavailable, e))?;
     let failure = match &user {
         None => Some(PasswordFailure::UnknownUser),
-        Some(_) if !verification.valid => Some(PasswordFailure::WrongPassword),
-        Some(u) if !u.is_enabled() => Some(PasswordFailure::Disabled),
+        Some(u) if !verification.valid => Some(PasswordFailure::WrongPassword(u.sub.clone())),
+        Some(u) if !u.is_enabled() => Some(PasswordFailure::Disabled(u.sub.clone())),
         Some(_) => None,
     };
     if let Some(failure) = failure {

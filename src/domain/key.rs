@@ -41,7 +41,7 @@ impl FromStr for KeyStatus {
 }
 
 /// A signing key as stored: the private part sealed, the public part as a JWK.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct KeyRecord {
     pub kid: String,
     pub alg: SigningAlg,

@@ -34,18 +34,23 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
     if !is_trusted(&peer) {
         return peer;
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
+    // Every entry, in order, across repeated headers; then walked from the right (the entry our
+    // own proxy appended) towards the left (what the client wrote itself).
+    let mut entries: Vec<&str> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
         let Ok(text) = value.to_str() else { return peer };
-        for part in text.split(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip),
-                // A malformed entry: nothing left of it can be believed.
-                Err(_) => return hops.iter().rev().find(|ip| !is_trusted(ip)).copied().unwrap_or(peer),
-            }
+        entries.extend(text.split(','));
+    }
+    let mut nearest = peer;
+    for entry in entries.iter().rev() {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => nearest = ip,
+            Ok(ip) => return ip,
+            // Malformed: nothing left of it can be believed; the last trusted hop answers for it.
+            Err(_) => return nearest,
         }
     }
-    hops.iter().rev().find(|ip| !is_trusted(ip)).copied().unwrap_or(peer)
+    nearest
 }
 
 impl<S> FromRequestParts<S> for Requester
@@ -58,7 +63,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        let ip = peer.map(|peer| client_ip(peer, &parts.headers, &state.settings().trusted_proxies));
+        let ip = peer.map(|peer| client_ip(peer, &parts.headers, state.settings().trusted_proxy_nets()));
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok(Self { ip, user_agent })
     }
@@ -89,8 +94,10 @@ mod tests {
         );
         // No header: the proxy itself.
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
-        // Garbage: nothing believed beyond it.
+        // Garbage: nothing believed beyond it — not even a plausible address to its left.
         assert_eq!(client_ip(proxy, &xff("nonsense"), &trusted), proxy);
+        assert_eq!(client_ip(proxy, &xff("9.9.9.9, x, 10.5.5.5"), &trusted), "10.5.5.5".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(proxy, &xff("9.9.9.9, x, 5.5.5.5"), &trusted), "5.5.5.5".parse::<IpAddr>().unwrap());
         // Nothing trusted: always the peer.
         assert_eq!(client_ip(proxy, &xff("203.0.113.9"), &[]), proxy);
     }

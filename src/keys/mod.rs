@@ -2,8 +2,10 @@
 //! ring that signs tokens, and the JWKS. No web framework, no database driver here.
 
 mod generate;
+pub mod lifecycle;
 mod master;
 mod ring;
+pub mod rotation;
 pub mod seal;
 mod signer;
 

@@ -39,6 +39,9 @@ pub struct KeyRing {
     /// Every published key (next, active, retired), for verifying our own tokens.
     verifying: HashMap<String, (SigningAlg, DecodingKey)>,
     jwks: Bytes,
+    /// What the ring was built from (kid and status of each key): a reload rebuilds only when
+    /// this changes.
+    fingerprint: Vec<(String, KeyStatus)>,
 }
 
 fn decoding_key(record: &KeyRecord) -> Option<DecodingKey> {
@@ -56,6 +59,12 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
+fn fingerprint(records: &[KeyRecord]) -> Vec<(String, KeyStatus)> {
+    let mut list: Vec<(String, KeyStatus)> = records.iter().map(|r| (r.kid.clone(), r.status)).collect();
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    list
+}
+
 fn jwt_alg(alg: SigningAlg) -> Algorithm {
     match alg {
         SigningAlg::Rs256 => Algorithm::RS256,
@@ -65,10 +74,11 @@ fn jwt_alg(alg: SigningAlg) -> Algorithm {
 
 impl KeyRing {
     /// Builds the ring from stored keys: every stored key is published; per algorithm, the
-    /// newest active key whose activation time has come signs.
-    pub fn from_records(records: &[KeyRecord], master: &MasterKey, now: i64) -> Result<Self, KeyRingError> {
+    /// active key signs. Only the lifecycle step makes a key active, and only once its
+    /// publish-ahead period has passed (keys::lifecycle), so a `next` key never signs here.
+    pub fn from_records(records: &[KeyRecord], master: &MasterKey) -> Result<Self, KeyRingError> {
         let mut signing: HashMap<SigningAlg, (i64, SigningKey)> = HashMap::new();
-        for record in records.iter().filter(|r| r.status == KeyStatus::Active && r.activates_at <= now) {
+        for record in records.iter().filter(|r| r.status == KeyStatus::Active) {
             if signing.get(&record.alg).is_some_and(|(at, _)| *at >= record.activates_at) {
                 continue;
             }
@@ -88,7 +98,13 @@ impl KeyRing {
             signing: signing.into_iter().map(|(alg, (_, key))| (alg, key)).collect(),
             verifying,
             jwks: jwks.into(),
+            fingerprint: fingerprint(records),
         })
+    }
+
+    /// Whether `records` would build the same ring.
+    pub fn is_built_from(&self, records: &[KeyRecord]) -> bool {
+        self.fingerprint == fingerprint(records)
     }
 
     /// The JWKS document (RFC 7517 §5), serialised once per reload.
@@ -154,7 +170,7 @@ pub async fn ensure_initial_keys<S: KeyStore>(
         }
     }
     let records = store.list_keys().await?;
-    let ring = KeyRing::from_records(&records, master, now)?;
+    let ring = KeyRing::from_records(&records, master)?;
     for alg in SigningAlg::ALL {
         if ring.signing_kid(alg).is_none() {
             return Err(KeyRingError::NoActiveKey(alg));

@@ -88,6 +88,7 @@ impl AuthorizeError {
 const MAX_STATE: usize = 2048;
 const MAX_NONCE: usize = 512;
 const MAX_HINT: usize = 254;
+const MAX_ACR_VALUES: usize = 2048;
 
 /// Query or form parameters with repeats kept, so repeats can be refused by name.
 pub struct RawParams {
@@ -271,7 +272,11 @@ pub async fn validate<L: ClientLookup>(
         return Err(fail(ErrorCode::InvalidRequest, format!("nonce is longer than {MAX_NONCE} characters")));
     }
     let login_hint = params.get("login_hint").filter(|h| h.len() <= MAX_HINT).map(str::to_string);
-    let acr_values = params.get("acr_values").filter(|v| v.len() <= MAX_HINT).map(str::to_string);
+    // Refused rather than dropped when too long: an app asking for MFA must never get less.
+    let acr_values = params.get("acr_values").map(str::to_string);
+    if acr_values.as_ref().is_some_and(|v| v.len() > MAX_ACR_VALUES) {
+        return Err(fail(ErrorCode::InvalidRequest, format!("acr_values is longer than {MAX_ACR_VALUES} characters")));
+    }
 
     Ok((
         AuthorizationRequest {

@@ -23,6 +23,7 @@ use crate::authn::AttemptCount;
 use crate::domain::{
     Client, CodeRecord, CodeRedemption, ConsentRecord, Grant, KeyRecord, RefreshRotation, ScopeSet, TotpFactor, User,
 };
+use crate::keys::lifecycle::KeyChange;
 
 pub use client_cache::ClientCache;
 pub use connect::{Backend, Store};
@@ -69,6 +70,20 @@ pub trait KeyStore: Send + Sync {
     /// Inserts `key` unless the insert would break "one active key per algorithm"; true when
     /// inserted. Replicas racing to create the first key all call this; exactly one wins.
     fn insert_key_unless_active_exists(&self, key: &KeyRecord) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// One lifecycle step under the key lock (Postgres: an advisory lock; SQLite: the write
+    /// lock), so exactly one replica performs it: reads the keys, asks `plan`, applies what it
+    /// returns, commits, and returns what was applied.
+    fn key_step(
+        &self,
+        plan: &mut (dyn FnMut(&[KeyRecord]) -> Vec<KeyChange> + Send),
+    ) -> impl Future<Output = StoreResult<Vec<KeyChange>>> + Send;
+    /// Emergency: deletes `kid` at once and, if it was active, stores `replacement` as the
+    /// active key, in one locked transaction. The removed key, if it existed.
+    fn revoke_key(
+        &self,
+        kid: &str,
+        replacement: Option<&KeyRecord>,
+    ) -> impl Future<Output = StoreResult<Option<KeyRecord>>> + Send;
 }
 
 /// People who sign in.

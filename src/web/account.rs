@@ -161,6 +161,21 @@ pub async fn change_password(
                 if let Some(ip) = requester.ip {
                     state.ip_failures().record_failure(ip);
                 }
+                let origin = requester.origin();
+                let detail = serde_json::json!({ "reason": failed.failure.audit_reason(), "page": "change_password" });
+                audit::record(
+                    store,
+                    AuditEvent::new(kind::SIGN_IN_FAILED, now, &origin).user(&user.sub).detail(detail),
+                )
+                .await;
+                if failed.locked_now {
+                    let lock = serde_json::json!({ "factor": "password" });
+                    audit::record(
+                        store,
+                        AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin).user(&user.sub).detail(lock),
+                    )
+                    .await;
+                }
                 return back_with_error(&state, &session, "Your current password is not right.").await;
             }
             if new != form.confirm.unwrap_or_default() {
@@ -403,8 +418,16 @@ pub async fn totp_remove(
                     if let Some(ip) = requester.ip {
                         state.ip_failures().record_failure(ip);
                     }
-                    audit::record(store, AuditEvent::new(kind::MFA_FAILED, now, &requester.origin()).user(&signed.sub))
+                    let origin = requester.origin();
+                    audit::record(store, AuditEvent::new(kind::MFA_FAILED, now, &origin).user(&signed.sub)).await;
+                    if failed.locked_now {
+                        let lock = serde_json::json!({ "factor": "otp" });
+                        audit::record(
+                            store,
+                            AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin).user(&signed.sub).detail(lock),
+                        )
                         .await;
+                    }
                     return back_with_error(&state, &session, message).await;
                 }
             }

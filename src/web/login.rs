@@ -155,13 +155,17 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
             }
             let typed: String = email_raw.trim().chars().take(254).collect();
             let detail = serde_json::json!({ "reason": failed.failure.audit_reason(), "email": typed });
-            audit::record(state.store(), AuditEvent::new(kind::SIGN_IN_FAILED, now, &origin).detail(detail.clone()))
+            let with_user = |event: AuditEvent| match failed.failure.user_sub() {
+                Some(sub) => event.user(sub),
+                None => event,
+            };
+            audit::record(state.store(), with_user(AuditEvent::new(kind::SIGN_IN_FAILED, now, &origin).detail(detail)))
                 .await;
             if failed.locked_now {
+                let lock = serde_json::json!({ "factor": "password", "email": typed });
                 audit::record(
                     state.store(),
-                    AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin)
-                        .detail(serde_json::json!({ "factor": "password", "email": typed })),
+                    with_user(AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin).detail(lock)),
                 )
                 .await;
             }
