@@ -183,9 +183,9 @@ pub struct Settings {
     /// Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` is believed; from anyone
     /// else the header is ignored and the peer address is the client IP.
     pub trusted_proxies: Vec<String>,
-    /// `trusted_proxies`, parsed by `validated()`.
+    /// `trusted_proxies`, parsed by `validated()` (what it holds before that is ignored).
     #[serde(skip)]
-    trusted_proxy_nets: Vec<ipnet::IpNet>,
+    pub trusted_proxy_nets: Vec<ipnet::IpNet>,
     /// A directory whose templates replace the built-in hosted pages of the same name.
     pub templates_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes.

@@ -13,6 +13,7 @@ mod cli;
 mod discovery;
 mod health;
 mod jwks;
+mod key_rotation;
 mod keys_startup;
 mod layering;
 mod mfa;
