@@ -502,6 +502,35 @@ mod tests {
     }
 
     #[test]
+    fn key_lifecycle_settings_keep_tokens_verifiable() {
+        let ok = Settings::default().validated().unwrap();
+        assert_eq!(ok.key_lifecycle().publish_ahead, 86_400);
+        // A key must be published for at least the JWKS max-age plus one reload interval…
+        let s = Settings {
+            jwks_max_age: HumanDuration::secs(600),
+            key_publish_ahead: HumanDuration::secs(605),
+            ..Settings::default()
+        };
+        assert!(s.validated().unwrap_err().to_string().contains("`key_publish_ahead`"));
+        // …kept for the longest token lifetime plus reload and leeway after it retires…
+        let s = Settings { key_retention: HumanDuration::secs(15 * 60), ..Settings::default() };
+        assert!(s.validated().unwrap_err().to_string().contains("`key_retention`"));
+        // …and rotated less often than it is published ahead.
+        let s = Settings { key_rotation_interval: HumanDuration::secs(86_400), ..Settings::default() };
+        assert!(s.validated().unwrap_err().to_string().contains("`key_rotation_interval`"));
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks() {
+        let s = Settings { trusted_proxies: vec!["10.0.0.0/8".into(), "192.0.2.7".into()], ..Settings::default() };
+        let nets = s.validated().unwrap().trusted_proxy_nets;
+        assert_eq!(nets.len(), 2);
+        assert!(nets[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        let bad = Settings { trusted_proxies: vec!["proxy.example".into()], ..Settings::default() };
+        assert!(bad.validated().unwrap_err().to_string().contains("`trusted_proxies`"));
+    }
+
+    #[test]
     fn secrets_never_print() {
         let s = Settings { master_key: Secret::new("supersecret"), ..Settings::default() };
         assert!(!format!("{s:?}").contains("supersecret"));

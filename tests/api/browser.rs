@@ -1,10 +1,13 @@
 //! The hosted pages in a real browser: Debian's headless Chromium driven through chromedriver
 //! (WebDriver). A person opens the authorization URL, types into the real login form, clicks
 //! Allow on the consent page and lands on the app's callback; the app then redeems the code.
+//! Another turns on an authenticator app through the enrolment page, signs out, and signs in
+//! again with a code computed from the key the page showed.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (or CHROME_BIN / CHROMEDRIVER); `.ci/run`
-//! installs them. Without them the test is skipped locally and fails under CI. Set
-//! LATCHKEY_SCREENSHOTS_DIR to keep PNGs of the login and consent pages.
+//! installs them. Without them the tests are skipped locally and fail under CI. Set
+//! LATCHKEY_SCREENSHOTS_DIR to keep PNGs of the login, consent, enrolment (totp-setup.png) and
+//! code (mfa.png) pages.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,11 +19,13 @@ use base64::Engine;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
 use hyper_util::client::legacy::connect::HttpConnector;
+use latchkey::authn::totp;
 use latchkey::domain::NewClient;
+use latchkey::state::unix_now;
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{jwt_part, spawn_app, TestApp, TEST_PASSWORD};
+use crate::helpers::{jwt_part, spawn_app, RegisteredClient, TestApp, TEST_PASSWORD};
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const CALLBACK_PAGE: &str = "<!doctype html><title>Example App</title><h1>Example App callback</h1>";
@@ -35,58 +40,69 @@ async fn a_person_signs_in_and_consents_in_chromium() {
     let app = spawn_app().await;
     let user = app.user("ann@example.com").await;
     let callback = serve_callback_page().await;
-    let client = app
-        .register(NewClient {
-            name: "Example App".into(),
-            redirect_uris: vec![callback.clone()],
-            ..NewClient::default()
-        })
-        .await;
+    let client = example_app(&app, &callback).await;
 
     let browser = driver.session(&chromium_bin).await;
-    // Whatever happens in the flow, end the session so Chromium exits before chromedriver is
-    // killed; then report the flow's panic, if any.
-    let outcome =
-        std::panic::AssertUnwindSafe(sign_in(&browser, &app, &client.id, &callback, &user.email)).catch_unwind().await;
-    let closed = browser.close().await;
-    let (code, verifier, nonce) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    closed.expect("the WebDriver session ends");
+    let (code, request) = drive(&browser, sign_in(&browser, &app, &client.id, &callback, &user.email)).await;
 
     // The app redeems the code the browser brought back.
-    let response = app
-        .http
-        .post(app.token_url())
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", callback.as_str()),
-            ("code_verifier", verifier.as_str()),
-        ])
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(response.status().as_u16(), 200, "the code from the browser redeems");
-    let tokens: serde_json::Value = response.json().await.expect("token response is JSON");
-    assert_eq!(tokens["token_type"], "Bearer");
-    assert!(tokens["access_token"].as_str().is_some_and(|t| !t.is_empty()), "an access token: {tokens}");
-    let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("an ID token: {tokens}"));
-    let claims = jwt_part(id_token, 1);
+    let claims = redeem(&app, &client, &callback, &code, &request).await;
     assert_eq!(claims["sub"], user.sub.as_str());
-    assert_eq!(claims["iss"], app.address.as_str());
-    assert_eq!(claims["aud"], client.id.as_str());
-    assert_eq!(claims["nonce"], nonce.as_str());
 }
 
-/// Drives the browser from the authorization URL to the callback. Returns the code, the PKCE
-/// verifier and the nonce.
-async fn sign_in(
-    browser: &Client,
-    app: &TestApp,
-    client_id: &str,
-    callback: &str,
-    email: &str,
-) -> (String, String, String) {
+/// Issue 4: a person turns on two-step verification through the real enrolment page, typing a
+/// code computed from the key shown for manual entry, signs out, and signs in to an app again
+/// with a fresh code on the MFA page; the app's ID token says a one-time password was used.
+#[tokio::test]
+async fn a_person_enrols_an_authenticator_app_and_signs_in_with_a_code_in_chromium() {
+    let Some((chromedriver_bin, chromium_bin)) = browser_binaries() else { return };
+    let driver = ChromeDriver::start(&chromedriver_bin).await;
+
+    let app = spawn_app().await;
+    let user = app.user("bea@example.com").await;
+    let callback = serve_callback_page().await;
+    let client = example_app(&app, &callback).await;
+
+    let browser = driver.session(&chromium_bin).await;
+    let (code, request) =
+        drive(&browser, enrol_and_sign_in_again(&browser, &app, &client.id, &callback, &user.email)).await;
+
+    let claims = redeem(&app, &client, &callback, &code, &request).await;
+    assert_eq!(claims["sub"], user.sub.as_str());
+    let amr: Vec<&str> = claims["amr"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect();
+    assert!(amr.contains(&"otp"), "amr names the one-time password: {claims}");
+    assert!(amr.contains(&"pwd"), "amr names the password: {claims}");
+}
+
+/// Registers the example app (not first-party: it gets a consent page) with `callback`.
+async fn example_app(app: &TestApp, callback: &str) -> RegisteredClient {
+    app.register(NewClient {
+        name: "Example App".into(),
+        redirect_uris: vec![callback.to_string()],
+        ..NewClient::default()
+    })
+    .await
+}
+
+/// Runs `flow` in the browser and ends the WebDriver session whatever happens, so Chromium
+/// exits before chromedriver is killed; then reports the flow's panic, if any.
+async fn drive<T>(browser: &Client, flow: impl Future<Output = T>) -> T {
+    let outcome = std::panic::AssertUnwindSafe(flow).catch_unwind().await;
+    let closed = browser.clone().close().await;
+    let value = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    closed.expect("the WebDriver session ends");
+    value
+}
+
+/// An authorization request of the example app: the URL to open and what the app keeps.
+struct AuthRequest {
+    url: String,
+    state: String,
+    verifier: String,
+    nonce: String,
+}
+
+fn auth_request(app: &TestApp, client_id: &str, callback: &str) -> AuthRequest {
     let verifier = latchkey::secret::random_token(32);
     assert!(verifier.len() >= 43, "RFC 7636 verifier length");
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
@@ -104,16 +120,145 @@ async fn sign_in(
             ("code_challenge_method", "S256"),
         ])
         .finish();
+    AuthRequest { url: format!("{}/authorize?{query}", app.address), state, verifier, nonce }
+}
+
+/// Drives the browser from the authorization URL to the callback: login form, consent. Returns
+/// the code and the request it answers.
+async fn sign_in(
+    browser: &Client,
+    app: &TestApp,
+    client_id: &str,
+    callback: &str,
+    email: &str,
+) -> (String, AuthRequest) {
+    let request = auth_request(app, client_id, callback);
 
     // /authorize → 303 → the login page.
-    browser.goto(&format!("{}/authorize?{query}", app.address)).await.expect("open the authorization URL");
-    let login_url = app.url("/login?rid=");
-    wait_for_url(browser, &login_url).await;
+    browser.goto(&request.url).await.expect("open the authorization URL");
+    wait_for_url(browser, &app.url("/login?rid=")).await;
     assert_eq!(text_of(browser, Locator::Id("page-title")).await, "Sign in");
     assert_eq!(text_of(browser, Locator::Css("p.lead strong")).await, "Example App");
     assert_eq!(browser.title().await.expect("title"), "Sign in to Example App");
     screenshot(browser, "login.png").await;
 
+    submit_password(browser, email).await;
+
+    // POST /login → /authorize/continue → 303 → the consent page (not a first-party client).
+    approve_consent(browser, app, email, Some("consent.png")).await;
+
+    // POST /consent → 303 → the app's callback, served by serve_callback_page.
+    let code = code_at_callback(browser, app, callback, &request).await;
+    (code, request)
+}
+
+/// Signs in on the account page, turns on an authenticator app through the enrolment page
+/// (reading the key shown for manual entry), saves the recovery codes, signs out, then signs in
+/// to the app with password and a fresh code. Returns the code the app got and its request.
+async fn enrol_and_sign_in_again(
+    browser: &Client,
+    app: &TestApp,
+    client_id: &str,
+    callback: &str,
+    email: &str,
+) -> (String, AuthRequest) {
+    // No app involved: the account page's own sign-in.
+    browser.goto(&app.url("/login?next=account")).await.expect("open the sign-in page");
+    wait_for_url(browser, &app.url("/login?next=account")).await;
+    assert_eq!(text_of(browser, Locator::Id("page-title")).await, "Sign in");
+    submit_password(browser, email).await;
+    wait_for_title(browser, "Your account").await;
+    assert_eq!(browser.current_url().await.expect("url").path(), "/account");
+    assert!(page_text(browser).await.contains("Authenticator app — off"), "no authenticator app yet");
+
+    // The enrolment page: QR code, the key for typing, the otpauth:// URI.
+    click(browser, Locator::LinkText("Set up an authenticator app")).await;
+    wait_for_url(browser, &app.url("/account/totp")).await;
+    wait_for_title(browser, "Set up an authenticator app").await;
+    let shown = text_of(browser, Locator::Id("totp-secret")).await;
+    let groups: Vec<&str> = shown.split(' ').collect();
+    assert!(
+        groups.len() > 1
+            && groups.iter().all(|g| (1..=4).contains(&g.len()))
+            && groups[..groups.len() - 1].iter().all(|g| g.len() == 4),
+        "the key is shown in groups of four: {shown:?}"
+    );
+    let secret = totp::decode_base32(&shown).unwrap_or_else(|| panic!("the key shown is base32: {shown:?}"));
+    assert!(secret.len() >= 16, "≥128-bit seed (RFC 4226 §4), got {} bytes", secret.len());
+    // The setup link (inside a closed <details>, so not visible text) carries the same key.
+    let uri = browser
+        .find(Locator::Id("totp-uri"))
+        .await
+        .expect("the setup link")
+        .prop("textContent")
+        .await
+        .expect("textContent")
+        .unwrap_or_default();
+    let uri = url::Url::parse(uri.trim()).unwrap_or_else(|e| panic!("the setup link is a URI ({e}): {uri:?}"));
+    assert_eq!(uri.scheme(), "otpauth");
+    let params: HashMap<String, String> = uri.query_pairs().into_owned().collect();
+    assert_eq!(params.get("secret").map(String::as_str), Some(shown.replace(' ', "").as_str()), "{uri}");
+    // The QR code is an image the browser could decode and lay out at its full size.
+    let qr = browser
+        .execute(
+            "const img = document.querySelector('img.qr'); \
+             return img && img.complete ? [img.naturalWidth, img.getBoundingClientRect().width] : null;",
+            vec![],
+        )
+        .await
+        .expect("inspect the QR image");
+    let natural = qr[0].as_f64().unwrap_or_else(|| panic!("the QR image loaded: {qr}"));
+    assert!(natural >= 200.0 && qr[1].as_f64() >= Some(200.0), "the QR image is shown at 200 px or more: {qr}");
+    screenshot(browser, "totp-setup.png").await;
+
+    let enrolled_step = type_code(browser, &secret, None, "form[action='/account/totp']").await;
+
+    // POST /account/totp → 303 → the recovery codes, shown once.
+    wait_for_url(browser, &app.url("/account/recovery-codes")).await;
+    wait_for_title(browser, "Save your recovery codes").await;
+    let mut codes = Vec::new();
+    for item in browser.find_all(Locator::Css("#recovery-codes li")).await.expect("the recovery codes") {
+        codes.push(item.text().await.expect("a recovery code"));
+    }
+    assert_eq!(codes.len(), 10, "ten recovery codes: {codes:?}");
+    assert!(codes.iter().all(|c| c.trim().len() >= 8), "the codes are not blank: {codes:?}");
+    let distinct: std::collections::HashSet<&String> = codes.iter().collect();
+    assert_eq!(distinct.len(), 10, "the codes differ: {codes:?}");
+    click(browser, Locator::LinkText("I have saved them — continue")).await;
+    wait_for_title(browser, "Your account").await;
+    assert_eq!(browser.current_url().await.expect("url").path(), "/account");
+    let account = page_text(browser).await;
+    assert!(account.contains("Authenticator app — on since"), "the account page shows the app: {account}");
+    assert!(account.contains("Recovery codes — 10 left"), "and the recovery codes: {account}");
+
+    // Sign out: the account page's button → the confirmation page → signed out.
+    click(browser, Locator::Css("form[action='/logout'] button[type='submit']")).await;
+    wait_for_url(browser, &app.url("/logout")).await;
+    wait_for_title(browser, "Sign out?").await;
+    click(browser, Locator::Css("form[method='post'][action='/logout'] button[type='submit']")).await;
+    wait_for_title(browser, "You are signed out").await;
+
+    // The app asks again: password, then the code page.
+    let request = auth_request(app, client_id, callback);
+    browser.goto(&request.url).await.expect("open the authorization URL");
+    wait_for_url(browser, &app.url("/login?rid=")).await;
+    wait_for_title(browser, "Sign in").await;
+    submit_password(browser, email).await;
+    wait_for_url(browser, &app.url("/login/mfa?rid=")).await;
+    wait_for_title(browser, "Two-step verification").await;
+    screenshot(browser, "mfa.png").await;
+    // A code of the enrolment's step was used already and is refused: wait for a later one.
+    let used_step = type_code(browser, &secret, Some(enrolled_step), "form[action='/login/mfa']").await;
+    assert!(used_step > enrolled_step);
+
+    // POST /login/mfa → /authorize/continue → the consent page (this app was never allowed).
+    approve_consent(browser, app, email, None).await;
+    let code = code_at_callback(browser, app, callback, &request).await;
+    (code, request)
+}
+
+/// Types the email and the test password into the sign-in form and submits it.
+async fn submit_password(browser: &Client, email: &str) {
     browser.find(Locator::Id("email")).await.expect("email input").send_keys(email).await.expect("type the email");
     browser
         .find(Locator::Id("password"))
@@ -122,39 +267,113 @@ async fn sign_in(
         .send_keys(TEST_PASSWORD)
         .await
         .expect("type the password");
-    browser
-        .find(Locator::Css("form[action='/login'] button[type='submit']"))
-        .await
-        .expect("Sign in")
-        .click()
-        .await
-        .expect("click Sign in");
+    click(browser, Locator::Css("form[action='/login'] button[type='submit']")).await;
+}
 
-    // POST /login → /authorize/continue → 303 → the consent page (not a first-party client).
+/// Waits for the consent page, checks it, optionally keeps a screenshot, clicks Allow.
+async fn approve_consent(browser: &Client, app: &TestApp, email: &str, screenshot_name: Option<&str>) {
     wait_for_url(browser, &app.url("/consent?rid=")).await;
     assert_eq!(text_of(browser, Locator::Id("page-title")).await, "Allow Example App?");
     let lead = text_of(browser, Locator::Css("p.lead")).await;
     assert_eq!(lead, format!("Signed in as {email}. Example App asks to:"));
-    screenshot(browser, "consent.png").await;
+    if let Some(name) = screenshot_name {
+        screenshot(browser, name).await;
+    }
+    click(browser, Locator::Css("button[name='decision'][value='approve']")).await;
+}
 
-    browser
-        .find(Locator::Css("button[name='decision'][value='approve']"))
-        .await
-        .expect("Allow button")
-        .click()
-        .await
-        .expect("click Allow");
-
-    // POST /consent → 303 → the app's callback, served by serve_callback_page.
+/// Waits for the app's callback page and checks its parameters; returns the code.
+async fn code_at_callback(browser: &Client, app: &TestApp, callback: &str, request: &AuthRequest) -> String {
     let landed = wait_for_url(browser, &format!("{callback}?")).await;
     assert_eq!(text_of(browser, Locator::Css("h1")).await, "Example App callback");
     let params: HashMap<String, String> = landed.query_pairs().into_owned().collect();
-    assert_eq!(params.get("state"), Some(&state));
+    assert_eq!(params.get("state"), Some(&request.state));
     assert_eq!(params.get("iss"), Some(&app.address), "RFC 9207 iss");
     assert!(!params.contains_key("error"), "no error: {landed}");
     let code = params.get("code").unwrap_or_else(|| panic!("a code in {landed}")).clone();
     assert!(code.len() >= 43, "≥256-bit code");
-    (code, verifier, nonce)
+    code
+}
+
+/// The app redeems `code` at the token endpoint; checks the answer and returns the ID token's
+/// claims.
+async fn redeem(
+    app: &TestApp,
+    client: &RegisteredClient,
+    callback: &str,
+    code: &str,
+    request: &AuthRequest,
+) -> serde_json::Value {
+    let response = app
+        .http
+        .post(app.token_url())
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", callback),
+            ("code_verifier", request.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(response.status().as_u16(), 200, "the code from the browser redeems");
+    let tokens: serde_json::Value = response.json().await.expect("token response is JSON");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["access_token"].as_str().is_some_and(|t| !t.is_empty()), "an access token: {tokens}");
+    let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("an ID token: {tokens}"));
+    let claims = jwt_part(id_token, 1);
+    assert_eq!(claims["iss"], app.address.as_str());
+    assert_eq!(claims["aud"], client.id.as_str());
+    assert_eq!(claims["nonce"], request.nonce.as_str());
+    claims
+}
+
+/// Computes the current code the way an authenticator app does, types it into the form's
+/// `#code` and submits. Waits first for a step later than `after` (a step already used is
+/// refused) and with more than 2 s left (so the server checks it in the same step). Returns the
+/// step of the code typed.
+async fn type_code(browser: &Client, secret: &[u8], after: Option<i64>, form: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(2 * totp::STEP_SECS as u64 + 5);
+    let (step, code) = loop {
+        let now = unix_now();
+        let step = now.div_euclid(totp::STEP_SECS);
+        let left = totp::STEP_SECS - now.rem_euclid(totp::STEP_SECS);
+        if after.is_none_or(|used| step > used) && left > 2 {
+            break (step, totp::code_at(secret, now).expect("a code"));
+        }
+        assert!(Instant::now() < deadline, "no usable TOTP step came");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let input = browser.find(Locator::Css(&format!("{form} input#code"))).await.expect("the code input");
+    input.send_keys(&code).await.expect("type the code");
+    click(browser, Locator::Css(&format!("{form} button[type='submit']"))).await;
+    step
+}
+
+async fn click(browser: &Client, locator: Locator<'_>) {
+    browser
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("no {locator:?} on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {locator:?}: {e}"));
+}
+
+/// Waits until the page's `#page-title` reads `title` (a form posted to the same URL changes
+/// only the page).
+async fn wait_for_title(browser: &Client, title: &str) {
+    poll(&format!("the page titled {title:?}"), || async move {
+        let element = browser.find(Locator::Id("page-title")).await.ok()?;
+        (element.text().await.ok()? == title).then_some(())
+    })
+    .await
+}
+
+/// The visible text of the page's main card.
+async fn page_text(browser: &Client) -> String {
+    text_of(browser, Locator::Css("main")).await
 }
 
 /// The chromedriver and Chromium binaries, or None (after saying so) when this machine lacks
@@ -301,9 +520,25 @@ async fn text_of(browser: &Client, locator: Locator<'_>) -> String {
 }
 
 /// Screenshots the page: always checked to be a PNG; kept as `name` in LATCHKEY_SCREENSHOTS_DIR
-/// when that is set.
+/// when that is set. A page taller than the window (the enrolment page) is shot whole: the
+/// window grows for the shot and shrinks back.
 async fn screenshot(browser: &Client, name: &str) {
+    let overflow = browser
+        .execute("return Math.max(0, document.documentElement.scrollHeight - window.innerHeight);", vec![])
+        .await
+        .expect("measure the page")
+        .as_f64()
+        .map_or(0, |px| px.ceil() as u32);
+    let (width, height) = browser.get_window_size().await.expect("window size");
+    let (width, height) = (u32::try_from(width).expect("width"), u32::try_from(height).expect("height"));
+    if overflow > 0 {
+        browser.set_window_size(width, height + overflow).await.expect("grow the window to the page");
+        browser.execute("window.scrollTo(0, 0);", vec![]).await.expect("scroll to the top");
+    }
     let png = browser.screenshot().await.expect("screenshot");
+    if overflow > 0 {
+        browser.set_window_size(width, height).await.expect("restore the window size");
+    }
     assert!(png.len() > PNG_MAGIC.len() && png.starts_with(PNG_MAGIC), "{name} is a PNG");
     if let Some(dir) = std::env::var_os("LATCHKEY_SCREENSHOTS_DIR") {
         let dir = PathBuf::from(dir);
