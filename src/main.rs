@@ -372,13 +372,13 @@ async fn run_keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<(
                 let mut out = std::io::stdout().lock();
                 writeln!(
                     out,
-                    "{:<24} {:<6} {:<8} {:<21} {:<21} {:<21} {:<21}",
+                    "{:<43} {:<6} {:<8} {:<20} {:<20} {:<20} {:<20}",
                     "KID", "ALG", "STATUS", "CREATED", "ACTIVATES", "RETIRED", "REMOVED"
                 )?;
                 for k in keys {
                     writeln!(
                         out,
-                        "{:<24} {:<6} {:<8} {:<21} {:<21} {:<21} {:<21}",
+                        "{:<43} {:<6} {:<8} {:<20} {:<20} {:<20} {:<20}",
                         k.kid,
                         k.alg.as_str(),
                         k.status.as_str(),
@@ -408,7 +408,7 @@ async fn run_keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<(
             KeysCommand::Revoke { kid, yes } => {
                 eprintln!(
                     "WARNING: revoking {kid} removes it from the JWKS at once: every token it signed stops \
-                     verifying (users of those tokens must sign in again). If it was the active key, a new \
+                     verifying (apps must refresh those tokens or sign users in again). If it was the active key, a new \
                      key signs immediately, before resource servers have fetched it: they will refuse new \
                      tokens until they refetch the JWKS. Use this only for a compromised key (docs/keys.md)."
                 );
