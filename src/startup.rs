@@ -95,6 +95,7 @@ impl Application {
         let signal_draining = draining.clone();
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let key_lifecycle = tokio::spawn(key_lifecycle(self.state.clone()));
+        let key_reload = tokio::spawn(key_reload(self.state.clone()));
         // The peer address is the client IP for per-IP throttling (http::client_ip).
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
@@ -112,6 +113,7 @@ impl Application {
         };
         housekeeping.abort();
         key_lifecycle.abort();
+        key_reload.abort();
         self.state.store().close().await;
         result
     }
@@ -137,8 +139,8 @@ async fn housekeeping(state: AppState) {
 }
 
 /// Every `key_reload_interval`: one lifecycle step (publish, activate, remove; the store's
-/// key lock lets one replica perform each change), then a reload of the key set, so every
-/// replica signs with the active key and publishes exactly the stored keys within one interval.
+/// key lock lets one replica perform each change), then a reload so this replica sees its own
+/// change at once.
 async fn key_lifecycle(state: AppState) {
     let settings = state.settings();
     let policy = settings.key_lifecycle();
@@ -149,11 +151,27 @@ async fn key_lifecycle(state: AppState) {
         if let Err(e) = crate::keys::rotation::step(state.store(), state.master_key(), &policy, unix_now()).await {
             tracing::warn!(error = %e, "key lifecycle step failed; retrying at the next interval");
         }
-        match state.reload_keys().await {
-            Ok(true) => tracing::info!("signing keys reloaded"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "key reload failed; keeping the current keys"),
-        }
+        reload(&state).await;
+    }
+}
+
+/// Every `key_reload_interval`, on its own timer: a step that generates a key (RSA takes a
+/// while) must not delay the reload, because publish-ahead counts on every replica publishing
+/// a new key within one interval (docs/keys.md).
+async fn key_reload(state: AppState) {
+    let mut tick = tokio::time::interval(state.settings().key_reload_interval.0);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        reload(&state).await;
+    }
+}
+
+async fn reload(state: &AppState) {
+    match state.reload_keys().await {
+        Ok(true) => tracing::info!("signing keys reloaded"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "key reload failed; keeping the current keys"),
     }
 }
 

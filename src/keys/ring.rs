@@ -6,8 +6,8 @@ use bytes::Bytes;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 
-use super::generate::{generate_key, KeyGenError};
-use super::seal::{open, seal, SealError};
+use super::generate::KeyGenError;
+use super::seal::{open, SealError};
 use super::MasterKey;
 use crate::domain::{KeyRecord, KeyStatus, SigningAlg};
 use crate::store::{KeyStore, StoreError};
@@ -148,23 +148,7 @@ pub async fn ensure_initial_keys<S: KeyStore>(
         if existing.iter().any(|r| r.alg == alg && r.status == KeyStatus::Active) {
             continue;
         }
-        // RSA generation takes ~100 ms even optimised: keep it off the async runtime.
-        let generated = tokio::task::spawn_blocking(move || generate_key(alg))
-            .await
-            .map_err(|e| KeyRingError::Task(e.to_string()))??;
-        let sealed = seal(master, &generated.private_der, generated.kid.as_bytes())
-            .map_err(|source| KeyRingError::Seal { kid: generated.kid.clone(), source })?;
-        let record = KeyRecord {
-            kid: generated.kid.clone(),
-            alg,
-            status: KeyStatus::Active,
-            sealed_private_key: sealed,
-            public_jwk: generated.public_jwk,
-            created_at: now,
-            activates_at: now,
-            retired_at: None,
-            removes_at: None,
-        };
+        let record = super::rotation::new_key(master, alg, KeyStatus::Active, now).await?;
         if store.insert_key_unless_active_exists(&record).await? {
             tracing::info!(kid = %record.kid, alg = %alg, "generated signing key");
         }

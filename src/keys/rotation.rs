@@ -12,7 +12,12 @@ use crate::domain::{KeyRecord, KeyStatus, SigningAlg};
 use crate::store::KeyStore;
 
 /// A freshly generated key, sealed, as the store keeps it (`status`/times are set by the plan).
-async fn new_key(master: &MasterKey, alg: SigningAlg, status: KeyStatus, now: i64) -> Result<KeyRecord, KeyRingError> {
+pub(crate) async fn new_key(
+    master: &MasterKey,
+    alg: SigningAlg,
+    status: KeyStatus,
+    now: i64,
+) -> Result<KeyRecord, KeyRingError> {
     // RSA generation takes 100+ ms even optimised: keep it off the async runtime.
     let generated = tokio::task::spawn_blocking(move || generate_key(alg))
         .await

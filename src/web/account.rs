@@ -50,6 +50,12 @@ async fn require_user(state: &AppState, session: &Session) -> WebResult<SignedIn
     Err(see_other(&format!("{}?next=account", paths::LOGIN)))
 }
 
+/// Every account form: the CSRF token, then the signed-in user.
+async fn checked_post(state: &AppState, session: &Session, csrf: Option<&str>) -> WebResult<SignedIn> {
+    session::require_csrf(state, session, csrf).await?;
+    require_user(state, session).await
+}
+
 async fn notice(state: &AppState, session: &Session, ok: Option<String>, error: Option<String>) -> WebResult<()> {
     session::set_notice(state, session, Notice { ok, error }).await
 }
@@ -140,8 +146,7 @@ pub async fn change_password(
 ) -> Response {
     respond(
         async {
-            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
-            let signed = require_user(&state, &session).await?;
+            let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
             if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
                 return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
             }
@@ -278,8 +283,7 @@ pub async fn totp_confirm(
 ) -> Response {
     respond(
         async {
-            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
-            let signed = require_user(&state, &session).await?;
+            let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
             let store = state.store();
             let now = unix_now();
             let setup_page = match &form.rid {
@@ -354,8 +358,7 @@ pub async fn new_recovery_codes(
 ) -> Response {
     respond(
         async {
-            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
-            let signed = require_user(&state, &session).await?;
+            let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
             let factor = state.store().totp_factor(&signed.sub).await.map_err(|e| unavailable(&state, e))?;
             if !factor.is_some_and(|f| f.is_enabled()) {
                 return back_with_error(&state, &session, "Turn on two-step verification first.").await;
@@ -399,8 +402,7 @@ pub async fn totp_remove(
 ) -> Response {
     respond(
         async {
-            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
-            let signed = require_user(&state, &session).await?;
+            let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
             if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
                 return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
             }
@@ -454,8 +456,7 @@ pub async fn revoke_app(
 ) -> Response {
     respond(
         async {
-            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
-            let signed = require_user(&state, &session).await?;
+            let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
             let client_id = form.client_id.unwrap_or_default();
             let now = unix_now();
             let store = state.store();
