@@ -377,3 +377,41 @@ async fn a_hash_made_with_old_parameters_is_replaced_at_sign_in() {
     let again = app.state.store().find_user(&user.sub).await.unwrap().unwrap();
     assert_eq!(again.password_hash, stored.password_hash, "no rehash when the parameters match");
 }
+
+/// A password change ends every other session and carries on this one under a new id
+/// (shared/security.md: a new session id after each sign-in event).
+#[tokio::test]
+async fn changing_the_password_continues_under_a_new_session_id() {
+    let app = spawn_app().await;
+    app.user("ann@example.com").await;
+    let b = browser();
+    let page = b.get(app.url("/login?next=account")).send().await.unwrap().text().await.unwrap();
+    let form = [
+        ("csrf", hidden_field(&page, "csrf")),
+        ("next", "account".to_string()),
+        ("email", "ann@example.com".to_string()),
+        ("password", TEST_PASSWORD.to_string()),
+    ];
+    let signed = b.post(app.url("/login")).form(&form).send().await.unwrap();
+    assert_eq!(signed.status().as_u16(), 303);
+    assert_eq!(location(&signed), "/account");
+    let before = session_cookie(&signed).expect("a cookie after sign-in");
+    let account = b.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let strong = "maple quartz lantern drifts";
+    let changed = b
+        .post(app.url("/account/password"))
+        .form(&[
+            ("csrf", hidden_field(&account, "csrf").as_str()),
+            ("current", TEST_PASSWORD),
+            ("new", strong),
+            ("confirm", strong),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status().as_u16(), 303);
+    let after = session_cookie(&changed).expect("a new cookie after the password change");
+    let id = |cookie: &str| cookie.split(';').next().unwrap().to_string();
+    assert_ne!(id(&before), id(&after), "the session id changed");
+    assert_eq!(b.get(app.url("/account")).send().await.unwrap().status().as_u16(), 200, "still signed in");
+}
