@@ -1,6 +1,6 @@
 //! Audit trail: an event for each security action, and `latchkey audit` (issue 4).
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use latchkey::audit::{AuditEvent, AuditFilter};
 use latchkey::authn::totp::{code_at, decode_base32};
@@ -233,21 +233,11 @@ async fn consent_granted_and_revoked_are_recorded() {
 // ---- The command line ----
 
 fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LATCHKEY_DATABASE_URL", &db.url)
-        .env("LATCHKEY_LOG_LEVEL", "warn")
-        .env("LATCHKEY_PASSWORD_HASH_MEMORY_KIB", "1024")
-        .env("LATCHKEY_PASSWORD_HASH_ITERATIONS", "1")
-        .output()
-        .expect("run latchkey")
+    latchkey_cli(db, args, &[], None)
 }
 
 fn json_out(output: &Output) -> Value {
-    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+    cli_json(output)
 }
 
 /// `latchkey audit ARGS…` as a list of events.

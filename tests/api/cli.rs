@@ -4,44 +4,18 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::helpers::{fresh_database, TestDatabase};
+use crate::helpers::{cli_json, fresh_database, latchkey_cli, TestDatabase};
 
 fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LATCHKEY_DATABASE_URL", &db.url)
-        .env("LATCHKEY_LOG_LEVEL", "warn")
-        // Cheap hashing for tests, through settings only (production defaults are untouched).
-        .env("LATCHKEY_PASSWORD_HASH_MEMORY_KIB", "1024")
-        .env("LATCHKEY_PASSWORD_HASH_ITERATIONS", "1")
-        .output()
-        .expect("run latchkey")
+    latchkey_cli(db, args, &[], None)
 }
 
 fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(args)
-        .env_clear()
-        .env("LATCHKEY_DATABASE_URL", &db.url)
-        .env("LATCHKEY_LOG_LEVEL", "warn")
-        .env("LATCHKEY_PASSWORD_HASH_MEMORY_KIB", "1024")
-        .env("LATCHKEY_PASSWORD_HASH_ITERATIONS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run latchkey");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    latchkey_cli(db, args, &[], Some(stdin))
 }
 
 fn json_out(output: &Output) -> Value {
-    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+    cli_json(output)
 }
 
 fn stderr(output: &Output) -> String {

@@ -443,3 +443,40 @@ impl TestApp {
         self.http.get(self.url("/userinfo")).bearer_auth(access_token).send().await.unwrap().status().as_u16()
     }
 }
+
+/// The `latchkey` binary as an operator runs it, on `db`: a clean environment, cheap argon2id
+/// through settings, `env` for anything else (a master key, say), `stdin` for --password-stdin.
+pub fn latchkey_cli(
+    db: &TestDatabase,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LATCHKEY_DATABASE_URL", &db.url)
+        .env("LATCHKEY_LOG_LEVEL", "warn")
+        .env("LATCHKEY_PASSWORD_HASH_MEMORY_KIB", "1024")
+        .env("LATCHKEY_PASSWORD_HASH_ITERATIONS", "1")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run latchkey");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("latchkey exits")
+}
+
+/// Standard output as JSON, after checking the command succeeded.
+pub fn cli_json(output: &std::process::Output) -> Value {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}

@@ -283,19 +283,6 @@ async fn db(app: &TestApp) -> sqlx::AnyConnection {
     sqlx::AnyConnection::connect(&app.db.url).await.expect("connect to the test database")
 }
 
-/// The `latchkey` binary on the test's database, as an operator runs it.
-async fn latchkey_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LATCHKEY_DATABASE_URL", &app.db.url)
-        .env("LATCHKEY_LOG_LEVEL", "warn")
-        .output()
-        .await
-        .expect("run latchkey")
-}
-
 async fn grants_issued(app: &TestApp) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM grants").fetch_one(&mut db(app).await).await.unwrap();
     n
@@ -763,7 +750,7 @@ async fn mfa_reset_from_the_cli() {
     .await;
     assert!(after.starts_with("/login/mfa?rid="), "enrolled: {after}");
 
-    let reset = latchkey_cli(&app, &["user", "mfa-reset", "ANN@example.com"]).await;
+    let reset = latchkey_cli(&app.db, &["user", "mfa-reset", "ANN@example.com"], &[], None);
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
     let out: Value = serde_json::from_slice(&reset.stdout).unwrap();
     assert_eq!(out, json!({ "sub": user.sub, "email": "ann@example.com", "mfa_reset": true, "had_mfa": true }));
@@ -771,10 +758,10 @@ async fn mfa_reset_from_the_cli() {
     assert_eq!(app.state.store().recovery_codes_left(&user.sub).await.unwrap(), 0);
     assert_eq!(submit_password(&app, &browser(), "/login?next=account", &user.email).await, "/account");
 
-    let again = latchkey_cli(&app, &["user", "mfa-reset", "ann@example.com"]).await;
+    let again = latchkey_cli(&app.db, &["user", "mfa-reset", "ann@example.com"], &[], None);
     let out: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(out["had_mfa"], false, "nothing left to reset");
-    let unknown = latchkey_cli(&app, &["user", "mfa-reset", "nobody@example.com"]).await;
+    let unknown = latchkey_cli(&app.db, &["user", "mfa-reset", "nobody@example.com"], &[], None);
     assert!(!unknown.status.success());
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("no user"),

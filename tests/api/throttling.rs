@@ -1,7 +1,7 @@
 //! Brute-force defence and password policy: per-account lockout (atomic, across parallel
 //! requests), equal answers, progressive delay, per-IP 429s (issue 4).
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use latchkey::admin::clients::AdminError;
@@ -791,21 +791,7 @@ async fn admin_set_password_enforces_the_policy() {
 }
 
 fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(args)
-        .env_clear()
-        .env("LATCHKEY_DATABASE_URL", &db.url)
-        .env("LATCHKEY_LOG_LEVEL", "warn")
-        .env("LATCHKEY_PASSWORD_HASH_MEMORY_KIB", "1024")
-        .env("LATCHKEY_PASSWORD_HASH_ITERATIONS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run latchkey");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    latchkey_cli(db, args, &[], Some(stdin))
 }
 
 #[tokio::test]
