@@ -53,14 +53,22 @@ pub async fn fresh_database() -> TestDatabase {
             sqlx::any::install_default_drivers();
             let mut conn = sqlx::AnyConnection::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
             if !*cleaned {
-                // Databases left by earlier runs (other process ids) are dropped once per run.
+                // Databases left by earlier runs (processes that have exited) are dropped once per run.
                 let prefix = format!("latchkey_test_{}_", std::process::id());
                 let rows: Vec<(String,)> =
                     sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE 'latchkey_test_%'")
                         .fetch_all(&mut conn)
                         .await
                         .expect("list databases");
-                for (old,) in rows.into_iter().filter(|(n,)| !n.starts_with(&prefix)) {
+                // Only databases whose test process is gone: another run on the same server
+                // (a second checkout, a parallel CI job) keeps its own.
+                let stale = |name: &str| {
+                    name.strip_prefix("latchkey_test_")
+                        .and_then(|rest| rest.split('_').next())
+                        .and_then(|pid| pid.parse::<u32>().ok())
+                        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+                };
+                for (old,) in rows.into_iter().filter(|(n,)| !n.starts_with(&prefix) && stale(n)) {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"))
                         .execute(&mut conn)
                         .await;
