@@ -129,7 +129,8 @@ async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
-        state.ip_failures().forget_idle();
+        state.sign_in_failures().forget_idle();
+        state.client_auth_failures().forget_idle();
         match state.store().delete_expired(unix_now()).await {
             Ok(0) => {}
             Ok(removed) => tracing::debug!(removed, "deleted expired codes, tokens and sessions"),

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use axum::http::HeaderValue;
 use bytes::Bytes;
 
-use crate::authn::{IpFailureLimiter, PasswordHasher, ThrottlePolicy};
+use crate::authn::{ClientAuthFailureLimiter, IpFailureLimiter, PasswordHasher, ThrottlePolicy};
 use crate::config::Settings;
 use crate::domain::SigningAlg;
 use crate::keys::{KeyRing, MasterKey};
@@ -27,7 +27,10 @@ struct Inner {
     /// Seals TOTP seeds (and, with key rotation, new signing keys) at run time.
     master_key: MasterKey,
     throttle: ThrottlePolicy,
-    ip_failures: IpFailureLimiter,
+    /// Failed sign-ins, codes and account-form checks per client address (hosted pages).
+    sign_in_failures: IpFailureLimiter,
+    /// Failed client authentication per (address, client_id) (token endpoint).
+    client_auth_failures: ClientAuthFailureLimiter,
     tokens: TokenSettings,
     passwords: PasswordHasher,
     templates: Templates,
@@ -74,7 +77,10 @@ impl AppState {
                 .unwrap_or(HeaderValue::from_static("no-cache"));
         let clients = ClientCache::new(store.clone(), settings.client_cache_ttl.0);
         let throttle = ThrottlePolicy::from_settings(&settings);
-        let ip_failures = IpFailureLimiter::new(settings.ip_failure_burst, settings.ip_failures_per_minute);
+        // Separate buckets with the same quota (issue 9 item 1): failures at one never throttle the other.
+        let sign_in_failures = IpFailureLimiter::new(settings.ip_failure_burst, settings.ip_failures_per_minute);
+        let client_auth_failures =
+            ClientAuthFailureLimiter::new(settings.ip_failure_burst, settings.ip_failures_per_minute);
         Self(Arc::new(Inner {
             settings,
             store,
@@ -82,7 +88,8 @@ impl AppState {
             keys: RwLock::new(Arc::new(keys)),
             master_key,
             throttle,
-            ip_failures,
+            sign_in_failures,
+            client_auth_failures,
             tokens,
             passwords,
             templates,
@@ -139,8 +146,13 @@ impl AppState {
     pub fn throttle(&self) -> &ThrottlePolicy {
         &self.0.throttle
     }
-    pub fn ip_failures(&self) -> &IpFailureLimiter {
-        &self.0.ip_failures
+    /// The hosted pages' per-address failure buckets.
+    pub fn sign_in_failures(&self) -> &IpFailureLimiter {
+        &self.0.sign_in_failures
+    }
+    /// The token endpoint's per-(address, client_id) failure buckets.
+    pub fn client_auth_failures(&self) -> &ClientAuthFailureLimiter {
+        &self.0.client_auth_failures
     }
     /// The discovery document, serialised once at start.
     pub fn discovery_json(&self) -> Bytes {

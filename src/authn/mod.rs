@@ -8,6 +8,6 @@ pub mod sign_in;
 pub mod throttle;
 pub mod totp;
 
-pub use ip_limiter::IpFailureLimiter;
+pub use ip_limiter::{client_auth_key, ClientAuthFailureLimiter, IpFailureLimiter};
 pub use password::{PasswordError, PasswordHasher, PasswordSettings, Verification};
 pub use throttle::{Attempt, AttemptCount, ThrottlePolicy};

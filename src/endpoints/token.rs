@@ -5,8 +5,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::authn::client_auth_key;
 use crate::http::client_ip::Requester;
 use crate::http::error::no_store;
+use crate::oauth::client_auth::presented_client_id;
 use crate::oauth::params::Params;
 use crate::oauth::token::{exchange, TokenContext};
 use crate::oauth::{ErrorCode, OAuthError};
@@ -14,27 +16,43 @@ use crate::state::{unix_now, AppState};
 
 /// `POST /token` (RFC 6749 §3.2).
 ///
-/// Guessing here means guessing a client secret, a code or a refresh token: every
-/// `invalid_client` and `invalid_grant` drains the caller's per-IP failure bucket, and an
-/// address whose bucket is empty gets 429 with `Retry-After` before anything is checked.
-/// (Secrets, codes and refresh tokens carry 256 random bits, so no per-account counter is
-/// needed: guessing one is hopeless, and locking a client out would hand attackers a way to
-/// stop a service.)
+/// Guessing here means guessing a client secret: every `invalid_client` drains the bucket of
+/// the caller's address *and the client_id it presented*, and a blocked (address, client_id)
+/// gets 429 with `Retry-After` before anything is checked. Nothing else counts (issue 9
+/// item 1): codes and refresh tokens carry 256 random bits, so guessing one is hopeless, while
+/// an app server renewing its users' expired refresh tokens makes `invalid_grant` ordinary
+/// traffic — counting it would take the app, and every other service at its address, offline.
+/// (Nor is there a per-client counter: locking a client out would hand attackers a way to stop
+/// a service.)
 pub async fn token(
     State(state): State<AppState>,
     requester: Requester,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
+    let (params, authorization) = match read_request(&headers, body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let client_id = presented_client_id(authorization.as_deref(), &params);
+    let bucket = requester.ip.map(|ip| client_auth_key(ip, client_id.as_deref()));
+    if let Some(wait) = bucket.as_ref().and_then(|key| state.client_auth_failures().retry_after(key)) {
         return too_many(wait.as_secs());
     }
-    match handle(&state, &headers, body).await {
+    let keys = state.keys();
+    let ctx = TokenContext {
+        clients: state.clients(),
+        store: state.store(),
+        keys: &keys,
+        settings: state.token_settings(),
+        now: unix_now(),
+    };
+    match exchange(ctx, &params, authorization.as_deref()).await {
         Ok(response) => no_store((StatusCode::OK, Json(response)).into_response()),
         Err(error) => {
-            if matches!(error.code, ErrorCode::InvalidClient | ErrorCode::InvalidGrant) {
-                if let Some(ip) = requester.ip {
-                    state.ip_failures().record_failure(ip);
+            if error.code == ErrorCode::InvalidClient {
+                if let Some(key) = bucket {
+                    state.client_auth_failures().record_failure(key);
                 }
             }
             error.into_response()
@@ -56,11 +74,11 @@ fn too_many(secs: u64) -> Response {
     response
 }
 
-async fn handle(
-    state: &AppState,
+/// The form parameters and the raw `Authorization` header of a token request.
+fn read_request(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<crate::oauth::token::TokenResponse, OAuthError> {
+) -> Result<(Params, Option<String>), OAuthError> {
     // RFC 6749 §3.2: parameters come as application/x-www-form-urlencoded.
     let form = headers
         .get(header::CONTENT_TYPE)
@@ -77,15 +95,9 @@ async fn handle(
     let params = Params::parse(&body)?;
     let authorization = match headers.get(header::AUTHORIZATION) {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?),
+        Some(v) => {
+            Some(v.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?.to_string())
+        }
     };
-    let keys = state.keys();
-    let ctx = TokenContext {
-        clients: state.clients(),
-        store: state.store(),
-        keys: &keys,
-        settings: state.token_settings(),
-        now: unix_now(),
-    };
-    exchange(ctx, &params, authorization).await
+    Ok((params, authorization))
 }

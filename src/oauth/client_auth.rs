@@ -73,6 +73,15 @@ pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<
     Ok(PresentedClient::Basic { id, secret })
 }
 
+/// The client_id a request names, unchecked (the token endpoint's throttling key): `None`
+/// when it names none or its credentials can't be read.
+pub fn presented_client_id(authorization: Option<&str>, params: &Params) -> Option<String> {
+    match presented_client(authorization, params).ok()? {
+        PresentedClient::Basic { id, .. } | PresentedClient::Post { id, .. } | PresentedClient::IdOnly(id) => Some(id),
+        PresentedClient::Nothing => None,
+    }
+}
+
 /// Checks the presented credentials. Unknown client, wrong secret and disabled client all give
 /// the same answer, so the endpoint tells an attacker nothing about which ids exist.
 pub async fn authenticate<L: ClientLookup>(clients: &L, presented: PresentedClient) -> Result<Arc<Client>, OAuthError> {

@@ -147,7 +147,7 @@ pub async fn change_password(
     respond(
         async {
             let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
-            if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
+            if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
                 return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
             }
             let store = state.store();
@@ -164,7 +164,7 @@ pub async fn change_password(
                     return Err(unavailable(&state, e));
                 }
                 if let Some(ip) = requester.ip {
-                    state.ip_failures().record_failure(ip);
+                    state.sign_in_failures().record_failure(ip);
                 }
                 let origin = requester.origin();
                 let detail = serde_json::json!({ "reason": failed.failure.audit_reason(), "page": "change_password" });
@@ -403,7 +403,7 @@ pub async fn totp_remove(
     respond(
         async {
             let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
-            if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
+            if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
                 return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
             }
             let now = unix_now();
@@ -418,7 +418,7 @@ pub async fn totp_remove(
                         FactorFailure::Wrong => "That code is not right; two-step verification is still on.",
                     };
                     if let Some(ip) = requester.ip {
-                        state.ip_failures().record_failure(ip);
+                        state.sign_in_failures().record_failure(ip);
                     }
                     let origin = requester.origin();
                     audit::record(store, AuditEvent::new(kind::MFA_FAILED, now, &origin).user(&signed.sub)).await;

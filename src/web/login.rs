@@ -134,7 +134,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
         error: Some(error),
         status,
     };
-    if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
+    if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
         let message = too_many_from_address(wait.as_secs());
         let response = page(state, session, args(&message, StatusCode::TOO_MANY_REQUESTS)).await?;
         return Ok(with_retry_after(response, wait.as_secs()));
@@ -151,7 +151,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
                 return page(state, session, args(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)).await;
             }
             if let Some(ip) = requester.ip {
-                state.ip_failures().record_failure(ip);
+                state.sign_in_failures().record_failure(ip);
             }
             let typed: String = email_raw.trim().chars().take(254).collect();
             let detail = serde_json::json!({ "reason": failed.failure.audit_reason(), "email": typed });

@@ -103,7 +103,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
     let (rid, next) = (form.rid.as_deref(), form.next.as_deref());
     let now = unix_now();
     let Some((sub, sid)) = owed_by(state, session, now).await? else { return Ok(login_again(rid, next)) };
-    if let Some(wait) = requester.ip.and_then(|ip| state.ip_failures().retry_after(ip)) {
+    if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
         let message = too_many_from_address(wait.as_secs());
         let response = page(state, session, rid, next, Some(&message), StatusCode::TOO_MANY_REQUESTS).await?;
         return Ok(with_retry_after(response, wait.as_secs()));
@@ -138,7 +138,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
                 FactorFailure::Wrong => WRONG.to_string(),
             };
             if let Some(ip) = requester.ip {
-                state.ip_failures().record_failure(ip);
+                state.sign_in_failures().record_failure(ip);
             }
             audit::record(state.store(), AuditEvent::new(kind::MFA_FAILED, now, &origin).user(&sub)).await;
             if failed.locked_now {

@@ -361,36 +361,90 @@ async fn an_address_with_too_many_failures_gets_429_on_the_login_page() {
     assert!(blocked.body.contains("action=\"/login\""), "the sign-in page, with the reason");
     assert_eq!(failure_reasons(&app).await.len(), 4, "the refused attempt was not checked");
     assert!(events(&app, "sign_in.succeeded").await.is_empty());
-    // The bucket is per address, not per endpoint: the token endpoint refuses this address too.
+    // People guessing passwords and services authenticating are counted apart (issue 9 item 1):
+    // a service at the same address is still served.
     let service = app.service_client(&["read"], &[]).await;
     let (status, headers, body) = app
         .post_token(&[("grant_type", "client_credentials")], Some((service.id.as_str(), service.secret.as_str())))
         .await;
-    assert_eq!(status, 429, "{body}");
-    assert!(headers.contains_key("retry-after"));
+    assert_eq!(status, 200, "{body}");
+    assert!(!headers.contains_key("retry-after"));
 }
 
 #[tokio::test]
-async fn an_address_with_too_many_failures_gets_429_at_the_token_endpoint() {
+async fn failed_client_authentication_gets_429_per_address_and_client() {
     let app = spawn_app_with(|s| {
         s.ip_failure_burst = 4;
         s.ip_failures_per_minute = 20;
     })
     .await;
     let service = app.service_client(&["read"], &[]).await;
-    let web = app.web_app(false).await;
+    let other = app.service_client(&["read"], &[]).await;
     let good = (service.id.as_str(), service.secret.as_str());
-    // Errors that are not guesses do not drain the bucket.
+    // Errors of a client that authenticated are not guesses and never drain a bucket.
     for _ in 0..6 {
         let (status, _, body) =
             app.post_token(&[("grant_type", "client_credentials"), ("scope", "admin")], Some(good)).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
     }
-    // Wrong secrets (invalid_client) and made-up codes (invalid_grant) do.
-    for _ in 0..2 {
+    // Wrong secrets (invalid_client) do: the burst is answered, the failure that empties the
+    // bucket too.
+    for _ in 0..5 {
         let (status, _, body) =
             app.post_token(&[("grant_type", "client_credentials")], Some((service.id.as_str(), "wrong-secret"))).await;
-        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+    }
+
+    // Blocked: the correct secret gets 429 before anything is checked, with an RFC 6749 body.
+    let (status, headers, body) = app.post_token(&[("grant_type", "client_credentials")], Some(good)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&retry), "one failure is forgiven every 3 s: {retry}");
+    // The same secret sent in the body names the same client, and is blocked the same way.
+    let (status, _, _) = app
+        .post_token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", service.id.as_str()),
+                ("client_secret", service.secret.as_str()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 429);
+
+    // Another service at the same address has its own bucket, and so do the people signing in.
+    let (status, _, body) =
+        app.post_token(&[("grant_type", "client_credentials")], Some((other.id.as_str(), other.secret.as_str()))).await;
+    assert_eq!(status, 200, "another client is not blocked: {body}");
+    let user = app.user("ann@example.com").await;
+    attempt(&app, &user.email, TEST_PASSWORD).await.assert_signed_in();
+
+    // A client that waits as told is served again.
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let (status, _, body) = app.post_token(&[("grant_type", "client_credentials")], Some(good)).await;
+    assert_eq!(status, 200, "after Retry-After: {body}");
+    assert!(body["access_token"].is_string());
+}
+
+/// Issue 9 item 1: an app server renews tokens for all its users from one address, and expired
+/// or revoked refresh tokens are ordinary traffic. They must never block the app, nor a
+/// different service at the same address.
+#[tokio::test]
+async fn stale_refresh_tokens_and_codes_never_block_an_address() {
+    let app = spawn_app_with(|s| {
+        s.ip_failure_burst = 3;
+        s.ip_failures_per_minute = 1;
+    })
+    .await;
+    let web = app.web_app(false).await;
+    let service = app.service_client(&["read"], &[]).await;
+    for i in 0..25 {
+        let (status, body) = app.refresh(&web, &format!("expired-refresh-token-{i}"), None).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "attempt {i}: {body}");
         let (status, _, body) = app
             .post_token(
                 &[
@@ -402,26 +456,41 @@ async fn an_address_with_too_many_failures_gets_429_at_the_token_endpoint() {
                 Some((web.id.as_str(), web.secret.as_str())),
             )
             .await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "attempt {i}: {body}");
     }
-    let (status, _, body) =
-        app.post_token(&[("grant_type", "client_credentials")], Some((service.id.as_str(), "wrong-secret"))).await;
-    assert_eq!(status, 401, "the failure that empties the bucket is still answered: {body}");
+    let (status, _, body) = app
+        .post_token(&[("grant_type", "client_credentials")], Some((service.id.as_str(), service.secret.as_str())))
+        .await;
+    assert_eq!(status, 200, "another service at the same address: {body}");
+    // The app itself still gets through with a real code.
+    let b = browser();
+    app.user("ann@example.com").await;
+    let pair = pkce();
+    let code = app.code_for(&b, &web, "ann@example.com", "openid", &pair).await;
+    let (status, body) = app.redeem(&web, &code, Some(&pair.verifier)).await;
+    assert_eq!(status, 200, "{body}");
+}
 
-    // Blocked: the correct secret gets 429 before anything is checked.
-    let (status, headers, body) = app.post_token(&[("grant_type", "client_credentials")], Some(good)).await;
-    assert_eq!(status, 429, "{body}");
-    assert_eq!(body["error"], "temporarily_unavailable");
-    assert_eq!(headers["cache-control"], "no-store");
-    assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
-    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=3).contains(&retry), "one failure is forgiven every 3 s: {retry}");
-
-    // A client that waits as told is served again.
-    tokio::time::sleep(Duration::from_secs(retry)).await;
-    let (status, _, body) = app.post_token(&[("grant_type", "client_credentials")], Some(good)).await;
-    assert_eq!(status, 200, "after Retry-After: {body}");
-    assert!(body["access_token"].is_string());
+/// Issue 9 item 1: services guessing secrets never throttle the sign-in pages at their address.
+#[tokio::test]
+async fn failed_client_authentication_never_throttles_the_sign_in_pages() {
+    let app = spawn_app_with(|s| {
+        s.ip_failure_burst = 2;
+        s.ip_failures_per_minute = 1;
+    })
+    .await;
+    let user = app.user("ann@example.com").await;
+    let service = app.service_client(&["read"], &[]).await;
+    for _ in 0..3 {
+        let (status, _, _) =
+            app.post_token(&[("grant_type", "client_credentials")], Some((service.id.as_str(), "wrong"))).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _) = app
+        .post_token(&[("grant_type", "client_credentials")], Some((service.id.as_str(), service.secret.as_str())))
+        .await;
+    assert_eq!(status, 429, "the service's own bucket is empty");
+    attempt(&app, &user.email, TEST_PASSWORD).await.assert_signed_in();
 }
 
 #[tokio::test]
@@ -454,11 +523,16 @@ async fn forwarded_for_from_an_untrusted_peer_does_not_escape_the_block() {
     attempt_from(&app, &user.email, "not the password", Some("198.51.100.79")).await.assert_failure_page();
     let ips: Vec<Option<String>> = events(&app, "sign_in.failed").await.into_iter().map(|e| e.ip).collect();
     assert_eq!(ips, [Some("127.0.0.1".to_string())]);
-    // Each further guess claims another address; they all drain 127.0.0.1's bucket.
-    for i in 1..=2 {
+    // Each further guess claims another address; they all drain 127.0.0.1's buckets.
+    for i in 1..=3 {
         assert_eq!(token(format!("203.0.113.{i}"), "wrong-secret".into()).await, 401);
     }
     assert_eq!(token("198.51.100.77".into(), service.secret.clone()).await, 429, "a made-up address is no escape");
+    for i in 1..=2 {
+        attempt_from(&app, &user.email, "not the password", Some(&format!("198.51.100.{i}")))
+            .await
+            .assert_failure_page();
+    }
     let blocked = attempt_from(&app, &user.email, TEST_PASSWORD, Some("198.51.100.78")).await;
     assert_eq!(blocked.status, 429);
     assert!(blocked.retry_after().is_some());
@@ -496,23 +570,26 @@ async fn forwarded_for_from_a_trusted_proxy_names_the_client_that_is_throttled()
     let ips: Vec<Option<String>> = events(&app, "sign_in.failed").await.into_iter().map(|e| e.ip).collect();
     assert_eq!(ips, vec![Some("203.0.113.7".to_string()); 3], "the audit trail names the forwarded client");
 
-    // That address is blocked, on both endpoints…
-    assert_eq!(token(Some("203.0.113.7"), service.secret.clone()).await, 429);
+    // That address is blocked at sign-in (its services are counted apart)…
     let blocked = attempt_from(&app, &user.email, TEST_PASSWORD, Some("203.0.113.7")).await;
     assert_eq!(blocked.status, 429);
     assert!(blocked.retry_after().is_some());
+    assert_eq!(token(Some("203.0.113.7"), service.secret.clone()).await, 200);
     // …also when it prepends a made-up address (the proxy appends the real one; read right to left)…
-    assert_eq!(token(Some("192.0.2.99, 203.0.113.7"), service.secret.clone()).await, 429);
+    let blocked = attempt_from(&app, &user.email, TEST_PASSWORD, Some("192.0.2.99, 203.0.113.7")).await;
+    assert_eq!(blocked.status, 429);
     // …while another client behind the same proxy, and the proxy itself, have their own buckets.
     assert_eq!(token(Some("198.51.100.9"), service.secret.clone()).await, 200);
     attempt_from(&app, &user.email, TEST_PASSWORD, Some("198.51.100.9")).await.assert_signed_in();
     assert_eq!(token(None, service.secret.clone()).await, 200);
 
-    // And 198.51.100.9 runs dry on its own failures, separately from 203.0.113.7's.
+    // And 198.51.100.9 runs dry on its own failures, separately from 203.0.113.7's, also when
+    // it prepends a made-up address.
     for _ in 0..3 {
         assert_eq!(token(Some("198.51.100.9"), "wrong-secret".into()).await, 401);
     }
     assert_eq!(token(Some("198.51.100.9"), service.secret.clone()).await, 429);
+    assert_eq!(token(Some("192.0.2.99, 198.51.100.9"), service.secret.clone()).await, 429);
     assert_eq!(token(Some("198.51.100.10"), service.secret.clone()).await, 200);
 }
 
