@@ -149,12 +149,13 @@ enum ClientCommand {
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
-    /// Stop a client from getting tokens.
+    /// Stop a client from getting tokens; ends its grants (its users' tokens stop at userinfo,
+    /// its refresh tokens stop working).
     Disable {
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
-    /// Remove a client for good.
+    /// Remove a client for good; ends its grants and forgets the consents given to it.
     Delete {
         #[arg(allow_hyphen_values = true)]
         client_id: String,
@@ -265,7 +266,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
             print_json(&json!({"client_id": client_id, "disabled": true}))
         }
         ClientCommand::Delete { client_id } => {
-            clients::delete(&store, &client_id).await?;
+            clients::delete(&store, &client_id, now).await?;
             let event = AuditEvent::new(kind::CLIENT_DELETED, now, &Origin::default()).client(&client_id);
             audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
             print_json(&json!({"client_id": client_id, "deleted": true}))

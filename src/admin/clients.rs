@@ -107,8 +107,8 @@ pub async fn disable<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<()
     }
 }
 
-pub async fn delete<S: ClientStore>(store: &S, id: &str) -> Result<(), AdminError> {
-    if store.delete_client(id).await? {
+pub async fn delete<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<(), AdminError> {
+    if store.delete_client(id, now).await? {
         Ok(())
     } else {
         Err(no_client(id))

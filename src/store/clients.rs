@@ -116,17 +116,43 @@ impl ClientStore for Store {
     }
 
     async fn disable_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("UPDATE clients SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        revoke_grants_of_client(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM clients WHERE id = $1").bind(id).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+    async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM clients WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        revoke_grants_of_client(&mut tx, id, now).await?;
+        // Consent was given to this registration; a client registered later is asked again.
+        sqlx::query("DELETE FROM consents WHERE client_id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
+}
+
+/// Issue 9 item 7: a disabled or deleted client's grants end with it, in the same transaction,
+/// so its users' access tokens stop at userinfo at once and its refresh tokens are dead even
+/// where a replica still has the client cached.
+async fn revoke_grants_of_client(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

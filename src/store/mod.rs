@@ -58,9 +58,12 @@ pub trait ClientStore: Send + Sync {
         secret_hash: &[u8; 32],
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Marks the client disabled (first time only); false when no such client exists.
+    /// Marks the client disabled (first time only) and revokes its grants, in one transaction;
+    /// false when no such client exists.
     fn disable_client(&self, id: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
-    fn delete_client(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Deletes the client, revokes its grants and forgets the consents given to it, in one
+    /// transaction; false when no such client exists.
+    fn delete_client(&self, id: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// Signing keys.

@@ -10,6 +10,7 @@ mod audit;
 mod authorize_errors;
 mod browser;
 mod cli;
+mod client_disable;
 mod discovery;
 mod health;
 mod jwks;
