@@ -14,6 +14,10 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 pub struct AccessTokenSettings {
     pub issuer: String,
     pub default_audience: String,
+    /// Latchkey's own audience for its UserInfo endpoint (the endpoint's URL): a user's token
+    /// from a flow that granted `openid` carries it beside the API audience, and `/userinfo`
+    /// accepts no token without it (issue 9 item 5).
+    pub userinfo_audience: String,
     pub ttl_secs: i64,
     pub alg: SigningAlg,
 }
@@ -23,7 +27,7 @@ pub struct AccessTokenSettings {
 pub struct AccessTokenClaims<'a> {
     pub iss: &'a str,
     pub sub: &'a str,
-    pub aud: &'a str,
+    pub aud: Audience<'a>,
     pub client_id: &'a str,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
@@ -31,6 +35,15 @@ pub struct AccessTokenClaims<'a> {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+}
+
+/// RFC 7519 §4.1.3 / RFC 9068 §2.2: `aud` is one string, or an array when the token is meant
+/// for more than one recipient.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Audience<'a> {
+    One(&'a str),
+    Two([&'a str; 2]),
 }
 
 pub struct MintedAccessToken {
@@ -45,7 +58,10 @@ pub struct AccessTokenRequest<'a> {
     /// userinfo can tell a revoked grant's tokens without a database write per token.
     pub grant_id: Option<&'a str>,
     pub subject: &'a str,
+    /// The API the token is for (the client's audience, or `default_audience`).
     pub audience: &'a str,
+    /// Also for Latchkey's UserInfo endpoint: a user's token whose scope has `openid`.
+    pub for_userinfo: bool,
     pub client_id: &'a str,
     pub scope: &'a ScopeSet,
     pub roles: &'a [String],
@@ -62,10 +78,17 @@ pub fn mint(
         Some(grant) => format!("{grant}.{}", random_token(16)),
         None => random_token(16),
     };
+    let aud = if request.for_userinfo && request.audience != settings.userinfo_audience {
+        Audience::Two([request.audience, &settings.userinfo_audience])
+    } else if request.for_userinfo {
+        Audience::One(&settings.userinfo_audience)
+    } else {
+        Audience::One(request.audience)
+    };
     let claims = AccessTokenClaims {
         iss: &settings.issuer,
         sub: request.subject,
-        aud: request.audience,
+        aud,
         client_id: request.client_id,
         scope: request.scope.to_string(),
         roles: request.roles,

@@ -62,6 +62,8 @@ pub async fn issue_user_tokens<S: GrantStore>(
             grant_id: Some(&issue.grant.id),
             subject: &issue.user.sub,
             audience,
+            // OIDC Core §5.3: the token that granted `openid` may call userinfo.
+            for_userinfo: issue.access_scopes.contains("openid"),
             client_id: &issue.client.id,
             scope: issue.access_scopes,
             roles,

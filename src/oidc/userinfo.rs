@@ -10,6 +10,22 @@ use crate::oauth::verify::{verify_jwt, Expect};
 use crate::oauth::{Challenge, ErrorCode, OAuthError};
 use crate::store::{GrantStore, UserStore};
 
+/// Latchkey's audience for its own UserInfo endpoint: the endpoint's URL (as Auth0 and others
+/// name theirs), distinct from the issuer that `default_audience` falls back to, so a service's
+/// token for the default audience is never one for userinfo.
+pub fn userinfo_audience(issuer: &str) -> String {
+    format!("{issuer}{}", crate::http::paths::USERINFO)
+}
+
+/// True when the `aud` claim (a string or an array, RFC 7519 §4.1.3) names `audience`.
+fn audience_includes(claims: &Map<String, Value>, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(one)) => one == audience,
+        Some(Value::Array(many)) => many.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
+}
+
 pub async fn userinfo<S: GrantStore + UserStore>(
     store: &S,
     keys: &KeyRing,
@@ -30,6 +46,11 @@ pub async fn userinfo<S: GrantStore + UserStore>(
     if !scopes.contains("openid") {
         return Err(OAuthError::new(ErrorCode::InsufficientScope, "the access token was not granted the openid scope")
             .with_challenge(Challenge::Bearer));
+    }
+    // RFC 9068 §4 / RFC 8725 §3.9: a resource server accepts only tokens meant for it. A token
+    // for another API must not be replayable here by whoever holds it (issue 9 item 5).
+    if !audience_includes(&claims, &userinfo_audience(issuer)) {
+        return Err(OAuthError::invalid_token("the access token is not meant for the userinfo endpoint"));
     }
     // A user's token names its grant in the jti (`<grant>.<random>`). Tokens of revoked grants
     // (logout, replayed code, reused refresh token, password change) stop working here at once,

@@ -155,3 +155,97 @@ async fn a_disabled_user_or_revoked_grant_gets_nothing() {
     let (status, _, _) = get(&app, tokens["access_token"].as_str().unwrap()).await;
     assert_eq!(status, 401);
 }
+
+/// Issue 9 item 5: a token meant for another API (validly signed, live grant, `openid` scope)
+/// can't be replayed at userinfo; the tokens Latchkey issues for an `openid` flow carry the
+/// userinfo audience beside the client's API audience, so relying parties keep working.
+#[tokio::test]
+async fn userinfo_accepts_only_tokens_with_its_audience() {
+    use latchkey::domain::{NewClient, ScopeSet};
+    use latchkey::oauth::access_token::{mint, AccessTokenRequest};
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let registered = app
+        .register(NewClient {
+            name: "App with an API".into(),
+            redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
+            first_party: true,
+            audience: Some("https://api.example.com".into()),
+            ..NewClient::default()
+        })
+        .await;
+    let client = crate::helpers::AppClient {
+        id: registered.id,
+        secret: registered.secret,
+        redirect_uri: "http://127.0.0.1:9/callback".into(),
+        post_logout_uri: String::new(),
+    };
+    let p = pkce();
+    let code = app.code_for(&browser(), &client, &user.email, "openid email", &p).await;
+    let (status, tokens) = app.redeem(&client, &code, Some(&p.verifier)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let userinfo_aud = format!("{}/userinfo", app.address);
+    assert_eq!(jwt_part(access, 1)["aud"], json!(["https://api.example.com", userinfo_aud]));
+    assert_eq!(get(&app, access).await.0, 200);
+
+    // The same grant, scope and signing key, but meant for the API alone.
+    let claims = jwt_part(access, 1);
+    let grant_id = claims["jti"].as_str().unwrap().split_once('.').unwrap().0.to_string();
+    let settings = app.state.token_settings().access.clone();
+    let scope = ScopeSet::parse("openid email").unwrap();
+    let api_only = mint(
+        &app.state.keys(),
+        &settings,
+        AccessTokenRequest {
+            grant_id: Some(&grant_id),
+            subject: &user.sub,
+            audience: "https://api.example.com",
+            for_userinfo: false,
+            client_id: &client.id,
+            scope: &scope,
+            roles: &[],
+        },
+        unix_now(),
+    )
+    .unwrap()
+    .token;
+    assert_eq!(jwt_part(&api_only, 1)["aud"], "https://api.example.com");
+    let (status, challenge, _) = get(&app, &api_only).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains("not meant for the userinfo endpoint"), "{challenge}");
+
+    // A service's token for the default audience (the issuer) is not one for userinfo either,
+    // even with `openid` among its scopes.
+    let service = app.service_client(&["openid"], &[]).await;
+    let (_, _, body) = app
+        .post_token(&[("grant_type", "client_credentials")], Some((service.id.as_str(), service.secret.as_str())))
+        .await;
+    let service_token = body["access_token"].as_str().unwrap();
+    assert_eq!(jwt_part(service_token, 1)["aud"], app.address.as_str());
+    let (status, challenge, _) = get(&app, service_token).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("not meant for the userinfo endpoint"), "{challenge}");
+}
+
+/// A token without `openid` carries only the API audience: it was never meant for userinfo.
+#[tokio::test]
+async fn tokens_without_openid_carry_only_the_api_audience() {
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
+    let p = pkce();
+    let code = app.code_for(&browser(), &client, &user.email, "email offline_access", &p).await;
+    let (status, tokens) = app.redeem(&client, &code, Some(&p.verifier)).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(jwt_part(tokens["access_token"].as_str().unwrap(), 1)["aud"], app.address.as_str());
+    // With openid, the default audience and the userinfo audience.
+    let p = pkce();
+    let code = app.code_for(&browser(), &client, &user.email, "openid", &p).await;
+    let (_, tokens) = app.redeem(&client, &code, Some(&p.verifier)).await;
+    assert_eq!(
+        jwt_part(tokens["access_token"].as_str().unwrap(), 1)["aud"],
+        json!([app.address, format!("{}/userinfo", app.address)])
+    );
+}

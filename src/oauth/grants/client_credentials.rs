@@ -45,6 +45,8 @@ pub fn grant(
             grant_id: None,
             subject: &subject,
             audience,
+            // A service's token names no user: userinfo has nothing to answer it with.
+            for_userinfo: false,
             client_id: &client.id,
             scope: &scope,
             roles: &client.roles,
