@@ -10,7 +10,8 @@ use tower_sessions::Session;
 
 use crate::http::paths;
 use crate::oauth::authorize::{
-    error_redirect, issue_code, needs_consent, validate, AuthorizeError, Authorizer, CodeSettings, RawParams,
+    error_redirect, id_token_hint_sub, issue_code, needs_consent, validate, AuthorizeError, Authorizer, CodeSettings,
+    RawParams,
 };
 use crate::oauth::client_auth::ClientLookup;
 use crate::oauth::{ErrorCode, OAuthError};
@@ -43,7 +44,7 @@ pub async fn authorize(
     };
     let params = RawParams::parse(&raw);
     let now = unix_now();
-    let (request, _client) = match validate(state.clients(), &params).await {
+    let (mut request, _client) = match validate(state.clients(), &params).await {
         Ok(ok) => ok,
         Err(AuthorizeError::Page { title, detail }) => {
             return error_page(&state, StatusCode::BAD_REQUEST, title, &detail)
@@ -52,6 +53,14 @@ pub async fn authorize(
             return see_other(&error_redirect(&redirect_uri, &error, app_state.as_deref(), &state.settings().issuer))
         }
     };
+    // The client and redirect URI are verified: a bad hint goes back to the app.
+    match id_token_hint_sub(&params, &state.keys(), &state.settings().issuer) {
+        Ok(sub) => request.id_token_hint_sub = sub,
+        Err(error) => {
+            let issuer = &state.settings().issuer;
+            return see_other(&error_redirect(&request.redirect_uri, &error, request.state.as_deref(), issuer));
+        }
+    }
     let pending = Pending { rid: random_token(16), request, created_at: now, login_at: None, consent_done: false };
     // Not stored yet: a signed-in user who needs no page gets the code without a session write.
     match resume(&state, &session, pending, false, now).await {
@@ -157,9 +166,16 @@ pub async fn resume(
         return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN_MFA)));
     }
     let fresh_enough = |auth_time: i64| request.max_age.is_none_or(|max| now - auth_time <= max);
+    // OIDC Core §3.1.2.1: with an id_token_hint naming someone else, the signed-in user is not
+    // the one the app expects: sign in again (prompt=none: login_required).
+    let hinted_other = |u: &session::SignedIn| request.id_token_hint_sub.as_deref().is_some_and(|sub| sub != u.sub);
     let login_needed = match &user {
         None => true,
-        Some(u) => (request.prompt.login && pending.login_at.is_none()) || !fresh_enough(u.auth_time),
+        Some(u) => {
+            (request.prompt.login && pending.login_at.is_none())
+                || !fresh_enough(u.auth_time)
+                || (hinted_other(u) && pending.login_at.is_none())
+        }
     };
     if login_needed {
         if request.prompt.none {
@@ -174,6 +190,13 @@ pub async fn resume(
         return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
     }
     let Some(user) = user else { return Ok(expired(state)) };
+    // Signed in again, and still not the hinted user: never a code for someone else.
+    if hinted_other(&user) {
+        if stored {
+            session::remove_pending(state, session, rid, now).await?;
+        }
+        return Ok(to_app(ErrorCode::LoginRequired, "the signed-in user is not the one named by id_token_hint"));
+    }
 
     // Second factor: owed when the settings or this app require it, or the app asked for the
     // multi-factor profile (acr_values). A user with an authenticator app gave it at sign-in.

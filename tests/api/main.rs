@@ -8,6 +8,7 @@ mod helpers;
 
 mod audit;
 mod authorize_errors;
+mod authorize_hint;
 mod browser;
 mod cli;
 mod client_disable;
