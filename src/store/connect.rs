@@ -87,6 +87,12 @@ impl Store {
             .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // Notices (`relation "_sqlx_migrations" already exists, skipping` on
+                        // every start) are not news; sqlx would log each at info. Warnings
+                        // and errors still come through (issue 9 item 9).
+                        conn.execute("SET client_min_messages = warning").await?;
+                    }
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; busy_timeout makes a writer
                         // wait for the lock instead of failing at once.

@@ -294,3 +294,25 @@ async fn user_lifecycle_through_the_cli() {
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("no user"), "{}", stderr(&missing));
 }
+
+/// Issue 9 item 9: logs written to a pipe (as here, and as under systemd or a log collector)
+/// carry no ANSI colour codes, and Postgres notices (`relation "_sqlx_migrations" already
+/// exists`) don't reach the log at `info`.
+#[tokio::test]
+async fn logs_to_a_pipe_are_plain_and_free_of_database_notices() {
+    let db = fresh_database().await;
+    let info = [("LATCHKEY_LOG_LEVEL", "info")];
+    for _ in 0..2 {
+        let output = latchkey_cli(&db, &["migrate"], &info, None);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains('\u{1b}'), "colour codes in piped logs: {stderr:?}");
+        assert!(!stderr.contains("already exists"), "a database notice at info: {stderr}");
+    }
+    let output = latchkey_cli(&db, &["client", "create", "--name", "svc", "--scope", "read"], &info, None);
+    cli_json(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("client.created"), "the audit line is logged at info: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in piped logs: {stderr:?}");
+    assert!(!stderr.contains("already exists"), "a database notice at info: {stderr}");
+}
