@@ -249,3 +249,161 @@ async fn tokens_without_openid_carry_only_the_api_audience() {
         json!([app.address, format!("{}/userinfo", app.address)])
     );
 }
+
+/// The active key of `alg` as the server holds it: (kid, private key DER, public JWK). Tests
+/// forge with the real key, so a forgery fails only on the rule it targets, never on its
+/// signature (issue 10 item 1).
+async fn real_key(app: &TestApp, alg: SigningAlg) -> (String, Vec<u8>, serde_json::Value) {
+    use latchkey::domain::KeyStatus;
+    use latchkey::store::KeyStore;
+    let records = app.state.store().list_keys().await.unwrap();
+    let record = records.iter().find(|r| r.alg == alg && r.status == KeyStatus::Active).unwrap();
+    let der = latchkey::keys::seal::open(app.state.master_key(), &record.sealed_private_key, record.kid.as_bytes())
+        .unwrap()
+        .to_vec();
+    (record.kid.clone(), der, record.public_jwk.clone())
+}
+
+/// Signs `claims` under `header` with the server's real private key for `alg`.
+fn sign_with_real_key(
+    alg: SigningAlg,
+    der: &[u8],
+    header: &jsonwebtoken::Header,
+    claims: &serde_json::Value,
+) -> String {
+    let key = match alg {
+        SigningAlg::Rs256 => jsonwebtoken::EncodingKey::from_rsa_der(der),
+        SigningAlg::Es256 => jsonwebtoken::EncodingKey::from_ec_der(der),
+    };
+    jsonwebtoken::encode(header, claims, &key).unwrap()
+}
+
+fn b64_bytes(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The forms of a public key that key-confusion attacks use as an HMAC secret (RFC 8725 §2.1):
+/// the JWK's JSON, PEM and DER SubjectPublicKeyInfo, PKCS#1 DER (RSA), the raw modulus (RSA)
+/// or the uncompressed point (EC).
+fn public_key_forms(jwk: &serde_json::Value) -> Vec<(&'static str, Vec<u8>)> {
+    let field = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    let mut forms = vec![("JWK JSON", jwk.to_string().into_bytes())];
+    if jwk["kty"] == "RSA" {
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        use rsa::pkcs8::{EncodePublicKey, LineEnding};
+        let key =
+            rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&field("n")), rsa::BigUint::from_bytes_be(&field("e")))
+                .unwrap();
+        forms.push(("PEM", key.to_public_key_pem(LineEnding::LF).unwrap().into_bytes()));
+        forms.push(("DER", key.to_public_key_der().unwrap().as_bytes().to_vec()));
+        forms.push(("PKCS#1 DER", key.to_pkcs1_der().unwrap().as_bytes().to_vec()));
+        forms.push(("modulus", field("n")));
+    } else {
+        use p256::pkcs8::EncodePublicKey;
+        let mut point = vec![4u8];
+        point.extend(field("x"));
+        point.extend(field("y"));
+        let key = p256::PublicKey::from_sec1_bytes(&point).unwrap();
+        forms.push(("DER", key.to_public_key_der().unwrap().as_bytes().to_vec()));
+        forms.push(("point", point));
+    }
+    forms
+}
+
+#[tokio::test]
+async fn forged_headers_signed_with_the_real_key_are_refused() {
+    use jsonwebtoken::{Algorithm, Header};
+    let app = spawn_app().await;
+    let (user, tokens) = signed_in_tokens(&app).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let claims = jwt_part(access, 1);
+    let (kid, der, jwk) = real_key(&app, SigningAlg::Es256).await;
+    let header = |kid: Option<&str>| Header {
+        typ: Some("at+jwt".into()),
+        kid: kid.map(str::to_string),
+        ..Header::new(Algorithm::ES256)
+    };
+    // The control: the real key under a plain header is accepted, so each refusal below is the
+    // header rule's doing.
+    let genuine = sign_with_real_key(SigningAlg::Es256, &der, &header(Some(&kid)), &claims);
+    assert_eq!(get(&app, &genuine).await.0, 200);
+
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for odd in ["unknown", "../../etc/passwd", "", &format!("{kid} "), &kid.to_uppercase()] {
+        cases.push((format!("kid {odd:?}"), sign_with_real_key(SigningAlg::Es256, &der, &header(Some(odd)), &claims)));
+    }
+    cases.push(("no kid".into(), sign_with_real_key(SigningAlg::Es256, &der, &header(None), &claims)));
+    let mut with_jku = header(Some(&kid));
+    with_jku.jku = Some("https://evil.example.com/jwks".into());
+    let mut with_x5u = header(Some(&kid));
+    with_x5u.x5u = Some("https://evil.example.com/cert".into());
+    let mut with_jwk = header(Some(&kid));
+    with_jwk.jwk = Some(serde_json::from_value(jwk.clone()).unwrap());
+    let mut with_x5c = header(Some(&kid));
+    with_x5c.x5c = Some(vec![b64_bytes(b"not really a certificate")]);
+    for (name, h) in [("jku", with_jku), ("x5u", with_x5u), ("embedded jwk", with_jwk), ("x5c", with_x5c)] {
+        cases.push((name.into(), sign_with_real_key(SigningAlg::Es256, &der, &h, &claims)));
+    }
+    // HS256 with each form of each published public key as the secret, under that key's kid.
+    let (_, _, jwks) = app.get_json("/.well-known/jwks.json").await;
+    for public in jwks["keys"].as_array().unwrap() {
+        for (form, secret) in public_key_forms(public) {
+            let h = Header {
+                typ: Some("at+jwt".into()),
+                kid: public["kid"].as_str().map(String::from),
+                ..Header::new(Algorithm::HS256)
+            };
+            let token = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(&secret)).unwrap();
+            cases.push((format!("HS256 with the {} key's {form}", public["kty"]), token));
+        }
+    }
+    // RS256 under the ES256 key's kid (and the other way round): algorithm from our key only.
+    let (rsa_kid, rsa_der, _) = real_key(&app, SigningAlg::Rs256).await;
+    let rs_under_es_kid =
+        Header { typ: Some("at+jwt".into()), kid: Some(kid.clone()), ..Header::new(Algorithm::RS256) };
+    cases.push((
+        "RS256 under the EC kid".into(),
+        sign_with_real_key(SigningAlg::Rs256, &rsa_der, &rs_under_es_kid, &claims),
+    ));
+    let es_under_rs_kid = header(Some(&rsa_kid));
+    cases.push((
+        "ES256 under the RSA kid".into(),
+        sign_with_real_key(SigningAlg::Es256, &der, &es_under_rs_kid, &claims),
+    ));
+
+    assert!(cases.len() >= 20, "{}", cases.len());
+    for (name, token) in cases {
+        let (status, challenge, body) = get(&app, &token).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")), "{name}: {body}");
+        assert!(challenge.contains("invalid_token"), "{name}: {challenge}");
+    }
+    let (status, _, body) = get(&app, access).await;
+    assert_eq!((status, body["sub"].as_str()), (200, Some(user.sub.as_str())));
+}
+
+/// Issue 10 item 2: a disabled user whose grant is still live (disabled behind Latchkey's back,
+/// so nothing revoked the grant) gets nothing: the 401 must come from the user check itself.
+#[tokio::test]
+async fn a_disabled_user_with_a_live_grant_gets_nothing() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    let (user, tokens) = signed_in_tokens(&app).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get(&app, access).await.0, 200);
+    sqlx::any::install_default_drivers();
+    let url = if app.db.url.starts_with("sqlite:") { format!("{}?mode=rw", app.db.url) } else { app.db.url.clone() };
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE users SET disabled_at = $1 WHERE sub = $2")
+        .bind(unix_now())
+        .bind(&user.sub)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let grant = jwt_part(access, 1)["jti"].as_str().unwrap().split_once('.').unwrap().0.to_string();
+    use latchkey::store::GrantStore;
+    assert!(app.state.store().grant_is_live(&grant, unix_now()).await.unwrap(), "the grant is still live");
+    let (status, challenge, body) = get(&app, access).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")), "{body}");
+    assert!(challenge.contains("can no longer sign in"), "{challenge}");
+}
