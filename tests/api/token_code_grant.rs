@@ -115,35 +115,88 @@ async fn another_client_can_never_redeem_a_code_or_refresh_token() {
     assert_eq!(status, 200, "the thief's attempt did not burn the rightful client's refresh token");
 }
 
+/// RFC 6749 §4.1.3: the token request repeats the authorization request's redirect URI. The
+/// code lives a minute (the default), so only the redirect rule can refuse it (issue 10 item 4).
 #[tokio::test]
-async fn redirect_uri_must_match_and_codes_expire() {
-    let app = spawn_app_with(|s| s.authorization_code_ttl = latchkey::config::HumanDuration::secs(1)).await;
+async fn redirect_uri_must_match() {
+    let app = spawn_app().await;
+    assert_eq!(app.settings.authorization_code_ttl.as_secs(), 60);
     let user = app.user("ann@example.com").await;
     let client = app.web_app(true).await;
     let b = browser();
-    let p = pkce();
-    let code = app.code_for(&b, &client, &user.email, SCOPES, &p).await;
-    let response = app
-        .http
-        .post(app.token_url())
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", "http://127.0.0.1:9/other"),
-            ("code_verifier", p.verifier.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
+    for wrong in ["http://127.0.0.1:9/other", "http://127.0.0.1:9/callback/", "http://127.0.0.1:9/Callback"] {
+        let p = pkce();
+        let code = app.code_for(&b, &client, &user.email, SCOPES, &p).await;
+        let response = app
+            .http
+            .post(app.token_url())
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", wrong),
+                ("code_verifier", p.verifier.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{wrong}");
+        assert_eq!(response.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant", "{wrong}");
+        // The control: a fresh code with the exact URI, redeemed just as fast, works.
+        let p = pkce();
+        let code = app.code_for(&b, &client, &user.email, SCOPES, &p).await;
+        let (status, body) = app.redeem(&client, &code, Some(&p.verifier)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
 
+#[tokio::test]
+async fn codes_expire() {
+    let app = spawn_app_with(|s| s.authorization_code_ttl = latchkey::config::HumanDuration::secs(1)).await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
     let p = pkce();
-    let code = app.code_for(&b, &client, &user.email, SCOPES, &p).await;
+    let code = app.code_for(&browser(), &client, &user.email, SCOPES, &p).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, body) = app.redeem(&client, &code, Some(&p.verifier)).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "an expired code");
+}
+
+/// RFC 7636 §4.1: a verifier is 43–128 unreserved characters. Each bad verifier here comes with
+/// its own correct S256 challenge, so only the format rule can refuse it (issue 10 item 5).
+#[tokio::test]
+async fn a_verifier_of_the_wrong_format_is_refused_even_when_its_hash_matches() {
+    use base64::Engine;
+    use sha2::Digest;
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
+    let b = browser();
+    let unreserved = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~";
+    for bad in [
+        unreserved[..42].to_string(),
+        unreserved.repeat(2)[..129].to_string(),
+        format!("{}+", &unreserved[..42]),
+        format!("{}/", &unreserved[..42]),
+        format!("{} ", &unreserved[..42]),
+        format!("{}=", &unreserved[..42]),
+        format!("{}é", &unreserved[..42]),
+    ] {
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(bad.as_bytes()));
+        let p = crate::helpers::Pkce { verifier: bad.clone(), challenge };
+        let code = app.code_for(&b, &client, &user.email, SCOPES, &p).await;
+        let (status, body) = app.redeem(&client, &code, Some(&bad)).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+        assert!(matches!(body["error"].as_str(), Some("invalid_grant") | Some("invalid_request")), "{bad:?}: {body}");
+    }
+    // The control: the longest and shortest valid verifiers work.
+    for good in [unreserved[..43].to_string(), unreserved.repeat(2)[..128].to_string()] {
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(good.as_bytes()));
+        let p = crate::helpers::Pkce { verifier: good.clone(), challenge };
+        let code = app.code_for(&b, &client, &user.email, SCOPES, &p).await;
+        let (status, body) = app.redeem(&client, &code, Some(&good)).await;
+        assert_eq!(status, 200, "{good:?}: {body}");
+    }
 }
 
 #[tokio::test]
