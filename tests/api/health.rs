@@ -53,3 +53,16 @@ async fn graceful_stop_finishes_and_releases_the_port() {
     let after = reqwest::Client::new().get(format!("{address}/healthz")).send().await;
     assert!(after.is_err(), "the listener is closed after shutdown");
 }
+
+/// Issue 10 item 7: the suite runs on the backend it was asked for (a mistyped
+/// TEST_DATABASE_URL stops the run in `helpers::postgres_admin_url` instead).
+#[tokio::test]
+async fn the_suite_runs_on_the_backend_it_was_asked_for() {
+    let app = crate::helpers::spawn_app().await;
+    let expected = match crate::helpers::postgres_admin_url() {
+        Some(_) => latchkey::store::Backend::Postgres,
+        None => latchkey::store::Backend::Sqlite,
+    };
+    assert_eq!(app.state.store().backend(), expected, "database url {}", app.db.url.split('@').last().unwrap());
+    eprintln!("integration tests run on {expected:?}");
+}

@@ -13,9 +13,17 @@ use sqlx::Connection;
 use tokio::sync::{oneshot, Mutex};
 use tokio::task::JoinHandle;
 
-/// The Postgres server to create per-test databases on, when set.
+/// The Postgres server to create per-test databases on, when `TEST_DATABASE_URL` is set. Any
+/// value that is not a `postgres://` or `postgresql://` URL (any case) stops the run: a typo
+/// must never quietly run the suite on SQLite instead (issue 10 item 7).
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
+    let raw = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.trim().is_empty())?;
+    match url::Url::parse(raw.trim()) {
+        Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => Some(url.to_string()),
+        _ => panic!(
+            "TEST_DATABASE_URL must be a postgres:// or postgresql:// URL (got {raw:?}); unset it to run on SQLite"
+        ),
+    }
 }
 
 /// A fresh database for one test: a temp SQLite file, or a new Postgres database.
