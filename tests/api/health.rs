@@ -63,6 +63,6 @@ async fn the_suite_runs_on_the_backend_it_was_asked_for() {
         Some(_) => latchkey::store::Backend::Postgres,
         None => latchkey::store::Backend::Sqlite,
     };
-    assert_eq!(app.state.store().backend(), expected, "database url {}", app.db.url.split('@').last().unwrap());
+    assert_eq!(app.state.store().backend(), expected, "database url {}", app.db.url.rsplit('@').next().unwrap());
     eprintln!("integration tests run on {expected:?}");
 }
