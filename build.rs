@@ -16,6 +16,10 @@ fn main() {
         println!("cargo::rerun-if-changed={}", path.display());
         path.is_file()
     };
+    // Packages keep their build-time mtimes, so an install doesn't look like a change to the
+    // paths above; dpkg's status file does change with every install or removal (Debian, as
+    // on our CI machines; elsewhere set CHROME_BIN/CHROMEDRIVER or touch build.rs).
+    println!("cargo::rerun-if-changed=/var/lib/dpkg/status");
     let driver = find("CHROMEDRIVER", "/usr/bin/chromedriver");
     let chromium = find("CHROME_BIN", "/usr/bin/chromium");
     if !(driver && chromium) && std::env::var_os("CI").is_none() {
