@@ -42,14 +42,22 @@ impl PasswordFailure {
     }
 }
 
-/// A failure's outcome for the counters: did it just lock the account?
+/// A failure's outcome for the counters: did it just lock the account, and how long was the
+/// answer held back (the progressive delay, recorded in the audit trail)?
 pub struct Failed<F> {
     pub failure: F,
     pub locked_now: bool,
+    pub delayed: std::time::Duration,
+}
+
+impl<F> Failed<F> {
+    fn at_once(failure: F) -> Self {
+        Self { failure, locked_now: false, delayed: std::time::Duration::ZERO }
+    }
 }
 
 fn unavailable<F>(make: impl FnOnce(String) -> F, e: impl std::fmt::Display) -> Failed<F> {
-    Failed { failure: make(e.to_string()), locked_now: false }
+    Failed::at_once(make(e.to_string()))
 }
 
 /// Checks `password` for the account typed as `email`. Exactly one argon2 verification runs
@@ -70,7 +78,7 @@ pub async fn check_password<S: UserStore + ThrottleStore>(
         .map_err(|e| unavailable(PasswordFailure::Unavailable, e))?;
     let (failures, locks_on_failure) = match policy.judge(count, now) {
         Attempt::Locked { retry_after_secs } => {
-            return Err(Failed { failure: PasswordFailure::Locked { retry_after_secs }, locked_now: false })
+            return Err(Failed::at_once(PasswordFailure::Locked { retry_after_secs }))
         }
         Attempt::Allowed { failures, locks_on_failure } => (failures, locks_on_failure),
     };
@@ -91,8 +99,9 @@ pub async fn check_password<S: UserStore + ThrottleStore>(
         Some(_) => None,
     };
     if let Some(failure) = failure {
-        tokio::time::sleep(policy.delay_for(failures)).await;
-        return Err(Failed { failure, locked_now: locks_on_failure });
+        let delayed = policy.delay_for(failures);
+        tokio::time::sleep(delayed).await;
+        return Err(Failed { failure, locked_now: locks_on_failure, delayed });
     }
     let Some(user) = user else { return Err(unavailable(PasswordFailure::Unavailable, "no user")) };
     if let Err(e) = store.clear_attempts(&key).await {
@@ -158,7 +167,7 @@ pub async fn check_second_factor<S: MfaStore + ThrottleStore>(
         .map_err(|e| unavailable(FactorFailure::Unavailable, e))?;
     let (failures, locks_on_failure) = match policy.judge(count, now) {
         Attempt::Locked { retry_after_secs } => {
-            return Err(Failed { failure: FactorFailure::Locked { retry_after_secs }, locked_now: false })
+            return Err(Failed::at_once(FactorFailure::Locked { retry_after_secs }))
         }
         Attempt::Allowed { failures, locks_on_failure } => (failures, locks_on_failure),
     };
@@ -178,8 +187,9 @@ pub async fn check_second_factor<S: MfaStore + ThrottleStore>(
             Ok(used)
         }
         None => {
-            tokio::time::sleep(policy.delay_for(failures)).await;
-            Err(Failed { failure: FactorFailure::Wrong, locked_now: locks_on_failure })
+            let delayed = policy.delay_for(failures);
+            tokio::time::sleep(delayed).await;
+            Err(Failed { failure: FactorFailure::Wrong, locked_now: locks_on_failure, delayed })
         }
     }
 }

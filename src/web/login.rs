@@ -154,7 +154,11 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
                 state.sign_in_failures().record_failure(ip);
             }
             let typed: String = email_raw.trim().chars().take(254).collect();
-            let detail = serde_json::json!({ "reason": failed.failure.audit_reason(), "email": typed });
+            let detail = serde_json::json!({
+                "reason": failed.failure.audit_reason(),
+                "email": typed,
+                "delay_ms": u64::try_from(failed.delayed.as_millis()).unwrap_or(u64::MAX),
+            });
             let with_user = |event: AuditEvent| match failed.failure.user_sub() {
                 Some(sub) => event.user(sub),
                 None => event,

@@ -239,15 +239,10 @@ async fn a_revoked_key_fails_its_tokens_and_a_replacement_signs_at_once() {
     let replacement = replacement.expect("an active key gets a replacement");
     assert_eq!(replacement.status, KeyStatus::Active);
 
-    // Within one reload interval (plus a margin), every use of the revoked key fails.
-    let started = Instant::now();
-    loop {
-        if app.userinfo_status(&access).await == 401 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_millis(2500), "revoked token still accepted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The replica's next reload (what its key_reload_interval timer runs) drops the revoked key:
+    // run it now rather than racing the timer against a wall-clock bound (issue 10 item 8).
+    app.state.reload_keys().await.unwrap();
+    assert_eq!(app.userinfo_status(&access).await, 401, "revoked token still accepted after a reload");
     assert!(!kids(&jwks(&app).await).contains(&kid));
     let service = app.service_client(&["read"], &[]).await;
     let fresh = service_token(&app, &service).await;

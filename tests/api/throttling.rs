@@ -294,6 +294,9 @@ async fn unknown_emails_lock_exactly_like_known_ones() {
     attempt(&app, &carl.email, TEST_PASSWORD).await.assert_signed_in();
 }
 
+/// The delay each failure was given is read from the audit trail (`delay_ms`), so nothing here
+/// depends on how fast the machine is (issue 10 item 8); elapsed time is checked only from
+/// below (a delay is really waited), which a busy machine can't break.
 #[tokio::test]
 async fn failed_answers_are_delayed_progressively_per_account() {
     let delay = Duration::from_secs(1);
@@ -315,24 +318,49 @@ async fn failed_answers_are_delayed_progressively_per_account() {
             (answer, started.elapsed())
         }
     };
-    let mut took = Vec::new();
+    let delays = || async {
+        events(&app, "sign_in.failed").await.iter().map(|e| e.detail["delay_ms"].as_u64().unwrap()).collect::<Vec<_>>()
+    };
     for _ in 0..4 {
         let (answer, elapsed) = timed(user.email.clone(), "not the password").await;
         answer.assert_failure_page();
-        took.push(elapsed);
+        let applied = *delays().await.last().unwrap();
+        assert!(elapsed >= Duration::from_millis(applied), "the delay is really waited: {elapsed:?} < {applied} ms");
     }
-    assert!(took[0] < delay, "the first failure is answered at once: {took:?}");
-    assert!(took[1] >= delay, "the second waits failure_delay: {took:?}");
-    assert!(took[2] >= delay * 2, "the third waits twice as long: {took:?}");
-    assert!(took[3] >= delay * 2 && took[3] < delay * 4, "capped at failure_delay_max: {took:?}");
+    // At once, then failure_delay, doubling, capped at failure_delay_max.
+    assert_eq!(delays().await, [0, 1000, 2000, 2000]);
     // The delay belongs to the account: another email's first failure is not held back…
-    let (answer, elapsed) = timed("someone.else@example.com".into(), "not the password").await;
-    answer.assert_failure_page();
-    assert!(elapsed < delay, "{elapsed:?}");
-    // …and the right password is never delayed.
-    let (answer, elapsed) = timed(user.email.clone(), TEST_PASSWORD).await;
-    answer.assert_signed_in();
-    assert!(elapsed < delay, "{elapsed:?}");
+    timed("someone.else@example.com".into(), "not the password").await.0.assert_failure_page();
+    assert_eq!(delays().await, [0, 1000, 2000, 2000, 0]);
+    // …and the right password is answered, and clears the count: the next failure is not held.
+    timed(user.email.clone(), TEST_PASSWORD).await.0.assert_signed_in();
+    timed(user.email.clone(), "not the password").await.0.assert_failure_page();
+    assert_eq!(delays().await, [0, 1000, 2000, 2000, 0, 0]);
+}
+
+/// shared/security.md: an unknown email costs the same argon2 verification as a wrong password
+/// (against a dummy hash). Counted, not timed (issue 10 item 6); a lock costs none.
+#[tokio::test]
+async fn unknown_wrong_and_disabled_each_cost_exactly_one_verification() {
+    let app = spawn_app_with(|s| s.lockout_threshold = 2).await;
+    let user = app.user("ann@example.com").await;
+    let disabled = app.user("dis@example.com").await;
+    latchkey::admin::users::disable(app.state.store(), &disabled.sub, unix_now()).await.unwrap();
+    let hasher = app.state.passwords();
+    for (email, password) in [
+        ("nobody@example.com", "a guess"),
+        (user.email.as_str(), "not the password"),
+        (disabled.email.as_str(), TEST_PASSWORD),
+    ] {
+        let before = hasher.verifications_computed();
+        attempt(&app, email, password).await.assert_failure_page();
+        assert_eq!(hasher.verifications_computed() - before, 1, "{email}");
+    }
+    // ann now has one failure; the second locks, and a locked email costs no verification.
+    attempt(&app, &user.email, "not the password").await.assert_failure_page();
+    let before = hasher.verifications_computed();
+    attempt(&app, &user.email, TEST_PASSWORD).await.assert_failure_page();
+    assert_eq!(hasher.verifications_computed(), before, "a locked email is refused without a verification");
 }
 
 #[tokio::test]
