@@ -21,6 +21,7 @@ mod layering;
 mod mfa;
 mod oidc_flow;
 mod pages;
+mod single_use;
 mod throttling;
 mod token_client_credentials;
 mod token_code_grant;
