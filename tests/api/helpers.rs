@@ -496,3 +496,48 @@ pub fn cli_json(output: &std::process::Output) -> Value {
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
+
+pub fn text_between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let from = page.find(start).unwrap_or_else(|| panic!("no {start} in page:\n{page}")) + start.len();
+    let to = page[from..].find(end).expect("end marker") + from;
+    &page[from..to]
+}
+
+/// A browser signed in with the password alone, on /account.
+pub async fn signed_in(app: &TestApp, email: &str, password: &str) -> reqwest::Client {
+    let b = browser();
+    let page = b.get(app.url("/login?next=account")).send().await.unwrap().text().await.unwrap();
+    let response = b
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf", hidden_field(&page, "csrf").as_str()),
+            ("next", "account"),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303, "{}", response.text().await.unwrap());
+    assert_eq!(location(&response), "/account");
+    b
+}
+
+/// Turns on TOTP for the signed-in user of `b` through the enrolment page; returns the seed.
+pub async fn enrol_totp(app: &TestApp, b: &reqwest::Client) -> Vec<u8> {
+    let page = b.get(app.url("/account/totp")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    let seed = latchkey::authn::totp::decode_base32(text_between(&page, "id=\"totp-secret\">", "</code>"))
+        .expect("base32 key");
+    let code = latchkey::authn::totp::code_at(&seed, unix_now()).unwrap();
+    let confirmed = b
+        .post(app.url("/account/totp"))
+        .form(&[("csrf", hidden_field(&page, "csrf").as_str()), ("code", &code)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status().as_u16(), 303);
+    assert_eq!(location(&confirmed), "/account/recovery-codes");
+    seed
+}

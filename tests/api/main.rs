@@ -12,6 +12,7 @@ mod authorize_hint;
 mod browser;
 mod cli;
 mod client_disable;
+mod csrf;
 mod discovery;
 mod health;
 mod jwks;
