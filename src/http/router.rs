@@ -10,6 +10,7 @@ use tracing::Level;
 
 use super::headers::security_headers;
 use super::paths;
+use super::session_errors::session_save_failures;
 use crate::endpoints;
 use crate::state::AppState;
 use crate::store::DbSessionStore;
@@ -49,7 +50,9 @@ pub fn build(state: AppState) -> Router {
         .route(paths::ACCOUNT_APPS_REVOKE, post(web::account::revoke_app))
         .route(paths::CONSENT, get(web::consent::show).post(web::consent::submit))
         .route(paths::LOGOUT, get(web::logout::logout).post(web::logout::logout))
-        .layer(sessions);
+        .layer(sessions)
+        // Outside the session layer, to see its answer when saving the session failed.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), session_save_failures));
     let mut router = Router::new()
         .merge(pages)
         .route(paths::STYLESHEET, get(web::assets::stylesheet))

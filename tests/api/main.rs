@@ -18,6 +18,7 @@ mod keys_startup;
 mod layering;
 mod mfa;
 mod oidc_flow;
+mod outage;
 mod pages;
 mod throttling;
 mod token_client_credentials;
