@@ -7,13 +7,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{ClientStore, Store, StoreResult};
-use crate::domain::Client;
+use crate::domain::{is_plausible_client_id, Client};
 use crate::oauth::client_auth::ClientLookup;
 
 /// A bound on memory; a full cache is cleared (clients are few, this is a guard against floods).
 const MAX_ENTRIES: usize = 10_000;
-/// Longer than any id `admin::clients` makes; longer ids are not looked up.
-const MAX_ID_LEN: usize = 128;
 
 pub struct ClientCache {
     store: Store,
@@ -29,10 +27,7 @@ impl ClientCache {
 
 impl ClientLookup for ClientCache {
     async fn lookup_client(&self, id: &str) -> StoreResult<Option<Arc<Client>>> {
-        // Ids are ours (`new_client_id`: short, printable ASCII). Anything else can't be one, and
-        // must not reach the database: Postgres refuses a NUL in text with an error (22021),
-        // which would turn a malformed `client_id` into a 500 (issue 9, item 6).
-        if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        if !is_plausible_client_id(id) {
             return Ok(None);
         }
         if !self.ttl.is_zero() {

@@ -18,6 +18,7 @@ use crate::authn::sign_in::{
     check_password, check_second_factor, open_seed, seal_seed, FactorFailure, PasswordFailure,
 };
 use crate::authn::{recovery, totp};
+use crate::domain::is_plausible_client_id;
 use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::oauth::client_auth::ClientLookup;
@@ -464,7 +465,10 @@ pub async fn revoke_app(
             let client_id = form.client_id.unwrap_or_default();
             let now = unix_now();
             let store = state.store();
-            if !store.revoke_consent(&signed.sub, &client_id, now).await.map_err(|e| unavailable(&state, e))? {
+            // A malformed id names no app (and must not reach the database: issue 9, item 6).
+            if !is_plausible_client_id(&client_id)
+                || !store.revoke_consent(&signed.sub, &client_id, now).await.map_err(|e| unavailable(&state, e))?
+            {
                 return back_with_error(&state, &session, "That app had no access.").await;
             }
             audit::record(

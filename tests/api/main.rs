@@ -16,6 +16,7 @@ mod jwks;
 mod key_rotation;
 mod keys_startup;
 mod layering;
+mod malformed_input;
 mod mfa;
 mod oidc_flow;
 mod outage;
