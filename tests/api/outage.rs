@@ -8,9 +8,10 @@
 //! The Postgres tests make *the test's own database* refuse connections (`ALTER DATABASE …
 //! ALLOW_CONNECTIONS false` + `pg_terminate_backend`) or turn it read-only
 //! (`default_transaction_read_only`); the shared server is never stopped or reconfigured. They
-//! need `TEST_DATABASE_URL`: under SQLite they print "SKIPPED" and return. The SQLite test makes
-//! its own outage: another process holds the database's write lock, so every write fails with
-//! SQLITE_BUSY after the busy timeout.
+//! need `TEST_DATABASE_URL`: under SQLite they print "SKIPPED" and return (and the SQLite test
+//! does the same under Postgres). The SQLite test makes its own outage: another connection
+//! holds the database's write lock, so every write fails with SQLITE_BUSY after the busy
+//! timeout (5 s each; a few writes only).
 
 use reqwest::{Client, Response};
 use serde_json::Value;
@@ -331,4 +332,33 @@ async fn postgres_read_only_refuses_every_write_with_503_and_recovers() {
     assert_eq!(browser().get(app.url("/login")).send().await.unwrap().status().as_u16(), 200);
     assert_eq!(s.approve_consent(&app).await.status().as_u16(), 303);
     assert_eq!(s.get(&app, "/account").await.status().as_u16(), 200, "logout did not happen half-way");
+}
+
+/// SQLite only (skipped, visibly, under Postgres): another process holds the database's write
+/// lock — a backup tool, an `sqlite3` shell left in a transaction. Reads go on (WAL); every
+/// write waits out the busy timeout and fails with SQLITE_BUSY: a 503, never a 500 (the
+/// session store's failure was a bare 500) and never a success that was not stored.
+#[tokio::test]
+async fn sqlite_write_lock_held_elsewhere_gives_503_for_writes_and_recovers() {
+    if postgres_admin_url().is_some() {
+        eprintln!("SKIPPED sqlite_write_lock_…: runs on SQLite only (TEST_DATABASE_URL is set)");
+        return;
+    }
+    let app = spawn_app().await;
+    let s = scene(&app).await;
+    let mut other = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+
+    assert_eq!(s.userinfo(&app).await.status().as_u16(), 200, "reads go on");
+    assert_page_503("GET /login, no session", browser().get(app.url("/login")).send().await.unwrap()).await;
+    assert_api_503("refresh", s.refresh(&app).await).await;
+    assert_api_503("code redemption", s.redeem(&app).await).await;
+    assert_page_503("POST /consent (consent is stored)", s.approve_consent(&app).await).await;
+
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    drop(other);
+    assert_eq!(s.refresh(&app).await.status().as_u16(), 200, "the failed refresh did not use the token up");
+    assert_eq!(s.redeem(&app).await.status().as_u16(), 200, "the failed redemption did not use the code up");
+    assert_eq!(browser().get(app.url("/login")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(s.approve_consent(&app).await.status().as_u16(), 303);
 }
