@@ -317,6 +317,8 @@ async fn every_parameter_of_every_route_answers_4xx_never_5xx_to_malformed_value
                     ("confirm", "no"),
                 ],
             ),
+            // The hint on its own: a valid one would sign the session out on GET.
+            route("/logout", true, true, &[("id_token_hint", "not-a-token")]),
             route("/userinfo", true, true, &[("access_token", access_token.as_str())]),
             route(
                 "/token",
