@@ -9,8 +9,8 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use super::headers::security_headers;
+use super::page_errors::{rejections_as_pages, session_save_failures};
 use super::paths;
-use super::session_errors::session_save_failures;
 use crate::endpoints;
 use crate::state::AppState;
 use crate::store::DbSessionStore;
@@ -52,7 +52,8 @@ pub fn build(state: AppState) -> Router {
         .route(paths::LOGOUT, get(web::logout::logout).post(web::logout::logout))
         .layer(sessions)
         // Outside the session layer, to see its answer when saving the session failed.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), session_save_failures));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), session_save_failures))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rejections_as_pages));
     let mut router = Router::new()
         .merge(pages)
         .route(paths::STYLESHEET, get(web::assets::stylesheet))

@@ -449,3 +449,34 @@ async fn malformed_rid_is_a_400_page_not_a_500() {
         }
     }
 }
+
+/// Requests the page handlers' extractors refuse (a repeated query parameter, a form field given
+/// twice) get the readable error page with their 4xx status, not axum's plain-text rejection.
+#[tokio::test]
+async fn requests_the_extractors_refuse_get_an_error_page() {
+    let app = spawn_app_with(|_| {}).await;
+    let checks = [
+        ("GET", "/consent?rid=a&rid=b", ""),
+        ("GET", "/login?next=account&next=x", ""),
+        ("GET", "/account/totp?rid=a&rid=b", ""),
+        ("POST", "/login", "csrf=a&csrf=b&email=x&password=y"),
+        ("POST", "/login/mfa", "code=1&code=2"),
+        ("POST", "/account/password", "new=a&new=b"),
+    ];
+    for (method, path, body) in checks {
+        let request = match method {
+            "GET" => app.http.get(app.url(path)),
+            _ => app
+                .http
+                .post(app.url(path))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_string()),
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        assert!((400..500).contains(&status), "{method} {path}: {status}");
+        assert!(content_type.starts_with("text/html"), "{method} {path}: a page, got {content_type}");
+        assert!(response.text().await.unwrap().contains("Invalid request"), "{method} {path}");
+    }
+}
