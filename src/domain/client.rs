@@ -125,6 +125,15 @@ pub struct ValidatedClient {
 }
 
 const MAX_NAME: usize = 200;
+/// Longer than any id `admin::clients` makes (22 characters).
+const MAX_CLIENT_ID: usize = 128;
+
+/// Whether `id` could be a client id at all: ids are ours (short, printable ASCII). Anything
+/// else is answered "no such client" without a lookup — Postgres refuses a NUL in text with an
+/// error (SQLSTATE 22021), which would turn a malformed parameter into a 5xx (issue 9, item 6).
+pub fn is_plausible_client_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_CLIENT_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
 /// Scopes an app registered without `--scope` may request.
 pub const DEFAULT_APP_SCOPES: &str = "openid profile email offline_access roles";
 const MAX_ROLE: usize = 64;

@@ -6,7 +6,7 @@ mod redirect_uri;
 mod scope;
 mod signing_alg;
 
-pub use client::{Client, ClientKind, GrantType, NewClient, ValidatedClient};
+pub use client::{is_plausible_client_id, Client, ClientKind, GrantType, NewClient, ValidatedClient};
 pub use redirect_uri::{is_loopback_host, RedirectUri, RedirectUriError};
 pub use scope::{ScopeError, ScopeSet};
 pub use signing_alg::SigningAlg;

@@ -19,7 +19,7 @@ use crate::oidc::acr;
 use crate::secret::random_token;
 use crate::state::{unix_now, AppState};
 use crate::store::{GrantStore, MfaStore, UserStore};
-use crate::web::pages::{error_page, see_other};
+use crate::web::pages::{error_page, page_url, see_other, unavailable_page};
 use crate::web::session::{self, Pending, WebResult};
 
 pub async fn authorize(
@@ -49,6 +49,7 @@ pub async fn authorize(
         Err(AuthorizeError::Page { title, detail }) => {
             return error_page(&state, StatusCode::BAD_REQUEST, title, &detail)
         }
+        Err(AuthorizeError::Unavailable) => return unavailable_page(&state),
         Err(AuthorizeError::Redirect { redirect_uri, error, state: app_state }) => {
             return see_other(&error_redirect(&redirect_uri, &error, app_state.as_deref(), &state.settings().issuer))
         }
@@ -75,11 +76,13 @@ pub struct Rid {
 
 /// `GET /authorize/continue?rid=…`: where sign-in and consent send the browser back to.
 pub async fn resume_pending(State(state): State<AppState>, session: Session, Query(q): Query<Rid>) -> Response {
-    let Some(rid) = q.rid else {
-        return error_page(&state, StatusCode::BAD_REQUEST, "Invalid request", "Nothing to continue.");
+    let rid = match session::rid_param(&state, q.rid.as_deref()) {
+        Ok(Some(rid)) => rid,
+        Ok(None) => return error_page(&state, StatusCode::BAD_REQUEST, "Invalid request", "Nothing to continue."),
+        Err(response) => return response,
     };
     let now = unix_now();
-    let pending = match session::pending(&state, &session, &rid, now).await {
+    let pending = match session::pending(&state, &session, rid, now).await {
         Ok(Some(pending)) => pending,
         Ok(None) => return expired(&state),
         Err(response) => return response,
@@ -163,7 +166,7 @@ pub async fn resume(
         if !stored {
             session::save_pending(state, session, pending.clone(), now).await?;
         }
-        return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN_MFA)));
+        return Ok(see_other(&page_url(paths::LOGIN_MFA, &[("rid", rid)])));
     }
     let fresh_enough = |auth_time: i64| request.max_age.is_none_or(|max| now - auth_time <= max);
     // OIDC Core §3.1.2.1: with an id_token_hint naming someone else, the signed-in user is not
@@ -187,7 +190,7 @@ pub async fn resume(
         if !stored {
             session::save_pending(state, session, pending.clone(), now).await?;
         }
-        return Ok(see_other(&format!("{}?rid={rid}", paths::LOGIN)));
+        return Ok(see_other(&page_url(paths::LOGIN, &[("rid", rid)])));
     }
     let Some(user) = user else { return Ok(expired(state)) };
     // Signed in again, and still not the hinted user: never a code for someone else.
@@ -216,7 +219,7 @@ pub async fn resume(
         };
         // Enrolled: step up with a code. Not enrolled: set up an app first, then continue.
         let page = if enrolled { paths::LOGIN_MFA } else { paths::ACCOUNT_TOTP };
-        return Ok(see_other(&format!("{page}?rid={rid}")));
+        return Ok(see_other(&page_url(page, &[("rid", rid)])));
     }
 
     // Consent.
@@ -245,7 +248,7 @@ pub async fn resume(
         if !stored {
             session::save_pending(state, session, pending.clone(), now).await?;
         }
-        return Ok(see_other(&format!("{}?rid={rid}", paths::CONSENT)));
+        return Ok(see_other(&page_url(paths::CONSENT, &[("rid", rid)])));
     }
 
     // Everything is settled: issue the code. The pending request is used up either way.

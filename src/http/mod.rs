@@ -3,5 +3,6 @@
 pub mod client_ip;
 pub mod error;
 pub mod headers;
+pub mod page_errors;
 pub mod paths;
 pub mod router;

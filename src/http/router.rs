@@ -9,6 +9,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use super::headers::security_headers;
+use super::page_errors::{rejections_as_pages, session_save_failures};
 use super::paths;
 use crate::endpoints;
 use crate::state::AppState;
@@ -49,7 +50,10 @@ pub fn build(state: AppState) -> Router {
         .route(paths::ACCOUNT_APPS_REVOKE, post(web::account::revoke_app))
         .route(paths::CONSENT, get(web::consent::show).post(web::consent::submit))
         .route(paths::LOGOUT, get(web::logout::logout).post(web::logout::logout))
-        .layer(sessions);
+        .layer(sessions)
+        // Outside the session layer, to see its answer when saving the session failed.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), session_save_failures))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rejections_as_pages));
     let mut router = Router::new()
         .merge(pages)
         .route(paths::STYLESHEET, get(web::assets::stylesheet))

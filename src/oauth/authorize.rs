@@ -83,6 +83,9 @@ pub enum AuthorizeError {
     Page { title: &'static str, detail: String },
     /// Report to the client at its verified redirect URI.
     Redirect { redirect_uri: VerifiedRedirectUri, error: OAuthError, state: Option<String> },
+    /// The client could not be looked up (the database is unavailable): nothing is verified
+    /// yet, so no redirect; the caller answers 503 (issue 9, item 3). The cause is logged.
+    Unavailable,
 }
 
 impl AuthorizeError {
@@ -142,10 +145,9 @@ pub async fn validate<L: ClientLookup>(
         .lookup_client(client_id)
         .await
         .map_err(|e| {
-            AuthorizeError::page(
-                "Service unavailable",
-                format!("Please try again later. ({})", OAuthError::from(e).description),
-            )
+            // Logged (with its cause) by OAuthError::from; the page shows none of it.
+            let _logged = OAuthError::from(e);
+            AuthorizeError::Unavailable
         })?
         .filter(|c| c.is_enabled())
         .ok_or_else(|| {

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{ClientStore, Store, StoreResult};
-use crate::domain::Client;
+use crate::domain::{is_plausible_client_id, Client};
 use crate::oauth::client_auth::ClientLookup;
 
 /// A bound on memory; a full cache is cleared (clients are few, this is a guard against floods).
@@ -27,6 +27,9 @@ impl ClientCache {
 
 impl ClientLookup for ClientCache {
     async fn lookup_client(&self, id: &str) -> StoreResult<Option<Arc<Client>>> {
+        if !is_plausible_client_id(id) {
+            return Ok(None);
+        }
         if !self.ttl.is_zero() {
             let hit = self
                 .entries

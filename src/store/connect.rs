@@ -32,15 +32,13 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
             sqlx::Error::Database(db) => {
-                // Postgres: class 08 (connection exception), 57P01-03 (shutdown), 53 (resources).
-                // SQLite: SQLITE_BUSY (5) / SQLITE_LOCKED (6) after the busy timeout.
                 let code = db.code().unwrap_or_default();
-                if code.starts_with("08")
-                    || code.starts_with("57P0")
-                    || code.starts_with("53")
-                    || code == "5"
-                    || code == "6"
-                {
+                let unavailable = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    sqlite_unavailable(&code)
+                } else {
+                    postgres_unavailable(&code)
+                };
+                if unavailable {
                     StoreError::Unavailable(e.to_string())
                 } else {
                     StoreError::Other(e.to_string())
@@ -49,6 +47,47 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Other(e.to_string()),
         }
     }
+}
+
+/// Postgres SQLSTATEs (PostgreSQL manual, appendix A) that say "the database can't serve us
+/// right now", not "this statement is wrong": the request did nothing and a retry later can
+/// succeed, so the answer is 503 `temporarily_unavailable`, never 500 (issue 9, item 3).
+fn postgres_unavailable(code: &str) -> bool {
+    // Whole classes: 08 connection exception, 53 insufficient resources (disk full, out of
+    // memory, too many connections), 58 system error (I/O error in the server).
+    let class = code.get(..2).unwrap_or_default();
+    matches!(class, "08" | "53" | "58")
+        || matches!(
+            code,
+            // 57P01-05: admin/crash shutdown, cannot connect now, database dropped, idle
+            // session timeout (pg_terminate_backend gives 57P01).
+            "57P01" | "57P02" | "57P03" | "57P04" | "57P05"
+            // query_canceled: statement timeout or pg_cancel_backend.
+            | "57014"
+            // object_not_in_prerequisite_state: "database … is not currently accepting
+            // connections" (ALTER DATABASE … ALLOW_CONNECTIONS false); object_in_use;
+            // lock_not_available.
+            | "55000" | "55006" | "55P03"
+            // read_only_sql_transaction: a read-only replica or default_transaction_read_only.
+            // Nothing was written, so the write must not be reported as done.
+            | "25006"
+            // serialization_failure, deadlock_detected: rolled back, retryable.
+            | "40001" | "40P01"
+            // invalid_catalog_name (the database is gone or being recreated) and
+            // invalid_authorization_specification / invalid_password (pg_hba or a rotated
+            // password refuses the connection): only seen while connecting, and the request
+            // can do nothing about them; /readyz says the same.
+            | "3D000" | "28000" | "28P01"
+        )
+}
+
+/// SQLite result codes (<https://sqlite.org/rescode.html>); sqlx reports the extended code,
+/// whose low byte is the primary one (SQLITE_BUSY_SNAPSHOT 517 is SQLITE_BUSY 5).
+fn sqlite_unavailable(code: &str) -> bool {
+    let Ok(extended) = code.parse::<i32>() else { return false };
+    // BUSY / LOCKED after the busy timeout, NOMEM, READONLY (file or directory made
+    // read-only), IOERR, FULL (disk full), CANTOPEN (file removed or unreadable).
+    matches!(extended & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
 }
 
 impl Store {

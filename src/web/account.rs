@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use super::login::{too_many_from_address, urlencode};
-use super::pages::{error_page, render, see_other};
+use super::pages::{self, render, see_other};
 use super::session::{self, Notice, SignedIn, WebResult};
 use crate::audit::{self, kind, AuditEvent, Origin};
 use crate::authn::sign_in::{
     check_password, check_second_factor, open_seed, seal_seed, FactorFailure, PasswordFailure,
 };
 use crate::authn::{recovery, totp};
+use crate::domain::is_plausible_client_id;
 use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::oauth::client_auth::ClientLookup;
@@ -29,9 +30,9 @@ use crate::store::{GrantStore, MfaStore, UserStore};
 /// QR code keeps the same seed; after that a new seed is made.
 const ENROLMENT_REUSE_SECS: i64 = 600;
 
+/// A 503 page; the cause is logged, never shown (issue 9, item 3).
 fn unavailable(state: &AppState, e: impl std::fmt::Display) -> Response {
-    tracing::warn!(error = %e, "account page failed");
-    error_page(state, StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Please try again in a moment.")
+    pages::unavailable(state, &format_args!("account page failed: {e}"))
 }
 
 fn day(ts: i64) -> String {
@@ -100,7 +101,8 @@ pub async fn show(State(state): State<AppState>, session: Session) -> Response {
             for consent in store.list_consents(&user.sub).await.map_err(|e| unavailable(&state, e))? {
                 let name = match state.clients().lookup_client(&consent.client_id).await {
                     Ok(Some(client)) => client.name.clone(),
-                    _ => consent.client_id.clone(),
+                    Ok(None) => consent.client_id.clone(),
+                    Err(e) => return Err(unavailable(&state, e)),
                 };
                 apps.push(AppLine { client_id: consent.client_id, name, scopes: consent.scopes.to_string() });
             }
@@ -212,6 +214,7 @@ pub struct RidQuery {
 pub async fn totp_setup(State(state): State<AppState>, session: Session, Query(q): Query<RidQuery>) -> Response {
     respond(
         async {
+            session::rid_param(&state, q.rid.as_deref())?;
             let signed = require_user(&state, &session).await?;
             let store = state.store();
             let Some(user) = store.find_user(&signed.sub).await.map_err(|e| unavailable(&state, e))? else {
@@ -283,6 +286,7 @@ pub async fn totp_confirm(
 ) -> Response {
     respond(
         async {
+            session::rid_param(&state, form.rid.as_deref())?;
             let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
             let store = state.store();
             let now = unix_now();
@@ -378,6 +382,7 @@ pub async fn show_recovery_codes(
 ) -> Response {
     respond(
         async {
+            session::rid_param(&state, q.rid.as_deref())?;
             require_user(&state, &session).await?;
             let Some(codes) = session::take_recovery_codes(&state, &session).await? else {
                 return Ok(see_other(paths::ACCOUNT));
@@ -460,7 +465,10 @@ pub async fn revoke_app(
             let client_id = form.client_id.unwrap_or_default();
             let now = unix_now();
             let store = state.store();
-            if !store.revoke_consent(&signed.sub, &client_id, now).await.map_err(|e| unavailable(&state, e))? {
+            // A malformed id names no app (and must not reach the database: issue 9, item 6).
+            if !is_plausible_client_id(&client_id)
+                || !store.revoke_consent(&signed.sub, &client_id, now).await.map_err(|e| unavailable(&state, e))?
+            {
                 return back_with_error(&state, &session, "That app had no access.").await;
             }
             audit::record(

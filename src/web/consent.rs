@@ -8,7 +8,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::pages::{error_page, render, see_other};
+use super::pages::{error_page, page_url, render, see_other, unavailable};
 use super::session::{self, WebResult};
 use crate::audit::{self, kind, AuditEvent};
 use crate::domain::ScopeSet;
@@ -48,28 +48,30 @@ fn expired(state: &AppState) -> Response {
 async fn not_signed_in(state: &AppState, session: &Session, rid: &str, now: i64) -> WebResult<Response> {
     let page =
         if session::password_verified(state, session, now).await?.is_some() { paths::LOGIN_MFA } else { paths::LOGIN };
-    Ok(see_other(&format!("{page}?rid={rid}")))
+    Ok(see_other(&page_url(page, &[("rid", rid)])))
 }
 
 /// `GET /consent?rid=…`.
 pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<ConsentQuery>) -> Response {
     let result: WebResult<Response> = async {
         let now = unix_now();
-        let Some(rid) = q.rid else { return Ok(expired(&state)) };
+        let Some(rid) = session::rid_param(&state, q.rid.as_deref())? else { return Ok(expired(&state)) };
         let Some(user) = session::signed_in(&state, &session).await? else {
-            return not_signed_in(&state, &session, &rid, now).await;
+            return not_signed_in(&state, &session, rid, now).await;
         };
-        let Some(pending) = session::pending(&state, &session, &rid, now).await? else { return Ok(expired(&state)) };
+        let Some(pending) = session::pending(&state, &session, rid, now).await? else { return Ok(expired(&state)) };
         let client = match state.clients().lookup_client(&pending.request.client_id).await {
             Ok(Some(c)) => c,
-            _ => return Ok(expired(&state)),
+            Ok(None) => return Ok(expired(&state)),
+            Err(e) => return Err(unavailable(&state, &e)),
         };
         if !second_factor_satisfied(&state, &client, &pending.request, &user) {
-            return Ok(see_other(&format!("{}?rid={rid}", paths::AUTHORIZE_CONTINUE)));
+            return Ok(see_other(&page_url(paths::AUTHORIZE_CONTINUE, &[("rid", rid)])));
         }
         let user_email = match state.store().find_user(&user.sub).await {
             Ok(Some(u)) => u.email,
-            _ => return Ok(expired(&state)),
+            Ok(None) => return Ok(expired(&state)),
+            Err(e) => return Err(unavailable(&state, &e)),
         };
         let mut scopes: Vec<ScopeLine> = pending
             .request
@@ -115,25 +117,27 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, body
             _ => {}
         }
     }
+    let rid = session::rid_param(state, rid.as_deref())?;
     session::require_csrf(state, session, csrf.as_deref()).await?;
     let now = unix_now();
     let Some(rid) = rid else { return Ok(expired(state)) };
     let Some(user) = session::signed_in(state, session).await? else {
-        return not_signed_in(state, session, &rid, now).await;
+        return not_signed_in(state, session, rid, now).await;
     };
-    let Some(mut pending) = session::pending(state, session, &rid, now).await? else { return Ok(expired(state)) };
+    let Some(mut pending) = session::pending(state, session, rid, now).await? else { return Ok(expired(state)) };
     let request = pending.request.clone();
     let client = match state.clients().lookup_client(&request.client_id).await {
         Ok(Some(c)) => c,
-        _ => return Ok(expired(state)),
+        Ok(None) => return Ok(expired(state)),
+        Err(e) => return Err(unavailable(state, &e)),
     };
     if !second_factor_satisfied(state, &client, &request, &user) {
-        return Ok(see_other(&format!("{}?rid={rid}", paths::AUTHORIZE_CONTINUE)));
+        return Ok(see_other(&page_url(paths::AUTHORIZE_CONTINUE, &[("rid", rid)])));
     }
     let requested = request.scopes();
     match decision.as_deref() {
         Some("deny") => {
-            session::remove_pending(state, session, &rid, now).await?;
+            session::remove_pending(state, session, rid, now).await?;
             let error = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
             Ok(see_other(&error_redirect(
                 &request.redirect_uri,
@@ -163,23 +167,11 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, body
                     ScopeSet::from_tokens(previous.iter().chain(granted.iter())).unwrap_or(granted.clone())
                 }
                 Ok(None) => granted.clone(),
-                Err(e) => {
-                    return Err(error_page(
-                        state,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Service unavailable",
-                        &e.to_string(),
-                    ))
-                }
+                // Logged, never shown: the text names tables (issue 9, item 3).
+                Err(e) => return Err(unavailable(state, &e)),
             };
             if let Err(e) = state.store().save_consent(&user.sub, &request.client_id, &remembered, now).await {
-                tracing::warn!(error = %e, "saving consent failed");
-                return Ok(error_page(
-                    state,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service unavailable",
-                    "Please try again in a moment.",
-                ));
+                return Err(unavailable(state, &format_args!("saving consent failed: {e}")));
             }
             audit::record(
                 state.store(),
@@ -192,7 +184,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, body
             pending.request.scope = granted.to_string();
             pending.consent_done = true;
             session::save_pending(state, session, pending, now).await?;
-            Ok(see_other(&format!("{}?rid={rid}", paths::AUTHORIZE_CONTINUE)))
+            Ok(see_other(&page_url(paths::AUTHORIZE_CONTINUE, &[("rid", rid)])))
         }
         _ => Ok(error_page(state, StatusCode::BAD_REQUEST, "Invalid request", "Choose Allow or Deny.")),
     }

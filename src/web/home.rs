@@ -4,7 +4,7 @@ use axum::response::Response;
 use minijinja::context;
 use tower_sessions::Session;
 
-use super::pages::render;
+use super::pages::{render, unavailable};
 use super::session;
 use crate::state::AppState;
 use crate::store::UserStore;
@@ -16,7 +16,11 @@ pub async fn home(State(state): State<AppState>, session: Session) -> Response {
         Err(response) => return response,
     };
     let user_email = match user {
-        Some(u) => state.store().find_user(&u.sub).await.ok().flatten().map(|u| u.email),
+        Some(u) => match state.store().find_user(&u.sub).await {
+            Ok(found) => found.map(|u| u.email),
+            // Not "signed out": that would be a wrong answer, not an unavailable one.
+            Err(e) => return unavailable(&state, &e),
+        },
         None => None,
     };
     render(&state, StatusCode::OK, "home.html", context! { user_email })

@@ -9,7 +9,7 @@ use minijinja::context;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::pages::{render, see_other};
+use super::pages::{render, see_other, unavailable};
 use super::session::{self, PasswordVerified, SignedIn, WebResult};
 use crate::audit::{self, kind, AuditEvent};
 use crate::authn::sign_in::{check_password, PasswordFailure};
@@ -27,6 +27,8 @@ const FAILED: &str =
     "The email or password is incorrect. After several failed attempts, sign-in for an account pauses for a while.";
 /// When the database or the hasher fails: nothing about the account is implied.
 const UNAVAILABLE: &str = "Sign-in is unavailable right now. Try again in a moment.";
+/// `Retry-After` on a 503 sign-in page, as on every other 503 (issue 9, item 3).
+pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
 #[derive(Deserialize)]
 pub struct LoginQuery {
@@ -78,8 +80,10 @@ async fn page(state: &AppState, session: &Session, args: PageArgs<'_>) -> WebRes
     if let Some(rid) = args.rid {
         if let Some(pending) = session::pending(state, session, rid, now).await? {
             hint = pending.request.login_hint.clone();
-            if let Ok(Some(client)) = state.clients().lookup_client(&pending.request.client_id).await {
-                client_name = Some(client.name.clone());
+            match state.clients().lookup_client(&pending.request.client_id).await {
+                Ok(Some(client)) => client_name = Some(client.name.clone()),
+                Ok(None) => {}
+                Err(e) => return Err(unavailable(state, &e)),
             }
         }
     }
@@ -104,8 +108,11 @@ pub fn too_many_from_address(secs: u64) -> String {
 
 /// `GET /login`.
 pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<LoginQuery>) -> Response {
-    let args =
-        PageArgs { rid: q.rid.as_deref(), next: q.next.as_deref(), email: "", error: None, status: StatusCode::OK };
+    let rid = match session::rid_param(&state, q.rid.as_deref()) {
+        Ok(rid) => rid,
+        Err(response) => return response,
+    };
+    let args = PageArgs { rid, next: q.next.as_deref(), email: "", error: None, status: StatusCode::OK };
     match page(&state, &session, args).await {
         Ok(r) | Err(r) => r,
     }
@@ -124,6 +131,7 @@ pub async fn submit(
 }
 
 async fn handle(state: &AppState, session: &Session, requester: &Requester, form: LoginForm) -> WebResult<Response> {
+    session::rid_param(state, form.rid.as_deref())?;
     session::require_csrf(state, session, form.csrf.as_deref()).await?;
     let email_raw = form.email.clone().unwrap_or_default();
     let password = form.password.clone().unwrap_or_default();
@@ -148,7 +156,8 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
         Err(failed) => {
             if let PasswordFailure::Unavailable(e) = &failed.failure {
                 tracing::warn!(error = %e, "sign-in check failed");
-                return page(state, session, args(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)).await;
+                let response = page(state, session, args(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)).await?;
+                return Ok(with_retry_after(response, UNAVAILABLE_RETRY_SECS));
             }
             if let Some(ip) = requester.ip {
                 state.sign_in_failures().record_failure(ip);
@@ -182,7 +191,8 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
         Ok(factor) => factor.is_some_and(|f| f.is_enabled()),
         Err(e) => {
             tracing::warn!(error = %e, "second-factor lookup failed");
-            return page(state, session, args(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)).await;
+            let response = page(state, session, args(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)).await?;
+            return Ok(with_retry_after(response, UNAVAILABLE_RETRY_SECS));
         }
     };
     if has_totp {

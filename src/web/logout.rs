@@ -8,7 +8,7 @@ use axum::response::Response;
 use minijinja::context;
 use tower_sessions::Session;
 
-use super::pages::{error_page, render, see_other};
+use super::pages::{error_page, render, see_other, unavailable};
 use super::session::{self, WebResult};
 use crate::oauth::client_auth::ClientLookup;
 use crate::oauth::params::Params;
@@ -67,7 +67,8 @@ async fn handle(state: &AppState, session: &Session, method: &Method, raw: &[u8]
             let Some(client_id) = &client_id else {
                 return Ok(bad(state, "post_logout_redirect_uri needs an id_token_hint or client_id."));
             };
-            let client = state.clients().lookup_client(client_id).await.ok().flatten();
+            // A failed lookup is an outage (503), not "not registered" (400).
+            let client = state.clients().lookup_client(client_id).await.map_err(|e| unavailable(state, &e))?;
             match client {
                 Some(c) if c.post_logout_redirect_uris.iter().any(|r| r.as_str() == uri) => Some(uri.to_string()),
                 _ => return Ok(bad(state, "post_logout_redirect_uri is not registered for this application.")),
@@ -85,7 +86,7 @@ async fn handle(state: &AppState, session: &Session, method: &Method, raw: &[u8]
     if !(hint_matches || confirmed || (no_session && hint_sub.is_some())) {
         let csrf = session::csrf_token(state, session).await?;
         let user_email = match &signed_in {
-            Some(u) => state.store().find_user(&u.sub).await.ok().flatten().map(|u| u.email),
+            Some(u) => state.store().find_user(&u.sub).await.map_err(|e| unavailable(state, &e))?.map(|u| u.email),
             None => None,
         };
         return Ok(render(
@@ -104,14 +105,9 @@ async fn handle(state: &AppState, session: &Session, method: &Method, raw: &[u8]
 
     if let Some(user) = &signed_in {
         // Logout ends the refresh-token families given in this session (shared/security.md).
+        // Not signed out until the grants are revoked: a 503, never a "signed out" page.
         if let Err(e) = state.store().revoke_grants_of_session(&user.sid, unix_now()).await {
-            tracing::warn!(error = %e, "revoking the session's grants failed");
-            return Ok(error_page(
-                state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable",
-                "Sign-out failed; try again.",
-            ));
+            return Err(unavailable(state, &format_args!("revoking the session's grants failed: {e}")));
         }
         tracing::info!(sub = %user.sub, "user signed out");
     }

@@ -10,7 +10,9 @@ use minijinja::context;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::login::{complete, continue_to, next_page, too_many_from_address, urlencode, with_retry_after};
+use super::login::{
+    complete, continue_to, next_page, too_many_from_address, urlencode, with_retry_after, UNAVAILABLE_RETRY_SECS,
+};
 use super::pages::{render, see_other};
 use super::session::{self, WebResult};
 use crate::audit::{self, kind, AuditEvent};
@@ -75,6 +77,7 @@ async fn page(
 /// `GET /login/mfa`.
 pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<MfaQuery>) -> Response {
     let result = async {
+        session::rid_param(&state, q.rid.as_deref())?;
         if owed_by(&state, &session, unix_now()).await?.is_none() {
             return Ok(login_again(q.rid.as_deref(), q.next.as_deref()));
         }
@@ -99,6 +102,7 @@ pub async fn submit(
 }
 
 async fn handle(state: &AppState, session: &Session, requester: &Requester, form: MfaForm) -> WebResult<Response> {
+    session::rid_param(state, form.rid.as_deref())?;
     session::require_csrf(state, session, form.csrf.as_deref()).await?;
     let (rid, next) = (form.rid.as_deref(), form.next.as_deref());
     let now = unix_now();
@@ -130,7 +134,9 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
             let message = match failed.failure {
                 FactorFailure::Unavailable(e) => {
                     tracing::warn!(error = %e, "second-factor check failed");
-                    return page(state, session, rid, next, Some(UNAVAILABLE), StatusCode::SERVICE_UNAVAILABLE).await;
+                    let response =
+                        page(state, session, rid, next, Some(UNAVAILABLE), StatusCode::SERVICE_UNAVAILABLE).await?;
+                    return Ok(with_retry_after(response, UNAVAILABLE_RETRY_SECS));
                 }
                 FactorFailure::Locked { retry_after_secs } => {
                     format!("Too many wrong codes. Try again in {} minutes.", (retry_after_secs + 59) / 60)

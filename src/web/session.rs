@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::pages::error_page;
+use super::pages::{error_page, malformed, unavailable};
 use crate::oauth::authorize::AuthorizationRequest;
 use crate::secret::random_token;
 use crate::state::AppState;
@@ -62,9 +62,31 @@ pub struct Pending {
     pub consent_done: bool,
 }
 
+/// The session store (our database) failed: a 503 page; the cause is logged, never shown.
 fn failed(state: &AppState, e: impl std::fmt::Display) -> Response {
-    tracing::warn!(error = %e, "session storage failed");
-    error_page(state, StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Please try again in a moment.")
+    unavailable(state, &format_args!("session storage failed: {e}"))
+}
+
+/// Longest `rid` accepted; ours are 22 characters (`random_token(16)`).
+const MAX_RID: usize = 64;
+
+/// The `rid` of a page request, checked: `Ok(None)` when absent, a 400 page when it is not in
+/// the form Latchkey makes them (base64url), so a damaged or forged link never reaches a
+/// lookup or a redirect (issue 9, item 6).
+// WebResult is every page helper's shape; its error is a whole response by design.
+#[allow(clippy::result_large_err)]
+pub fn rid_param<'a>(state: &AppState, rid: Option<&'a str>) -> WebResult<Option<&'a str>> {
+    match rid {
+        None => Ok(None),
+        Some(rid)
+            if !rid.is_empty()
+                && rid.len() <= MAX_RID
+                && rid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(Some(rid))
+        }
+        Some(_) => Err(malformed(state, "rid")),
+    }
 }
 
 pub async fn signed_in(state: &AppState, session: &Session) -> WebResult<Option<SignedIn>> {
