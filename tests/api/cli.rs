@@ -281,9 +281,19 @@ async fn user_lifecycle_through_the_cli() {
     let without = json_out(&latchkey(&db, &["user", "remove-role", &sub, "admin"]));
     assert_eq!(without["roles"], serde_json::json!(["billing"]));
 
+    // Set the clock of the last change back, so "it moved" can't pass by standing still within
+    // one second (issue 10 item 6).
+    let long_ago = created["password_changed_at"].as_i64().unwrap() - 86_400;
+    crate::helpers::exec_sql(
+        &db,
+        "UPDATE users SET password_changed_at = $1 WHERE sub = $2",
+        &[crate::helpers::SqlValue::Int(long_ago), crate::helpers::SqlValue::Text(&sub)],
+    )
+    .await;
     let changed =
         json_out(&latchkey_stdin(&db, &["user", "set-password", &sub, "--password-stdin"], "a brand new passphrase\n"));
     assert!(changed["password_changed_at"].as_i64().unwrap() >= created["password_changed_at"].as_i64().unwrap());
+    assert!(changed["password_changed_at"].as_i64().unwrap() > long_ago, "{changed}");
 
     let disabled = json_out(&latchkey(&db, &["user", "disable", &sub]));
     assert_eq!(disabled["disabled"], true);

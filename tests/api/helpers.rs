@@ -541,3 +541,24 @@ pub async fn enrol_totp(app: &TestApp, b: &reqwest::Client) -> Vec<u8> {
     assert_eq!(location(&confirmed), "/account/recovery-codes");
     seed
 }
+
+/// Runs one statement on `db` directly, behind the server's back (to set up a state no
+/// endpoint would make, such as a time in the past). `$1`… bind `values` as integers or text.
+pub async fn exec_sql(db: &TestDatabase, statement: &str, values: &[SqlValue<'_>]) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.expect("connect to the test database");
+    let mut query = sqlx::query(statement);
+    for value in values {
+        query = match value {
+            SqlValue::Int(v) => query.bind(*v),
+            SqlValue::Text(v) => query.bind(v.to_string()),
+        };
+    }
+    query.execute(&mut conn).await.expect("statement runs");
+    conn.close().await.expect("close");
+}
+
+pub enum SqlValue<'a> {
+    Int(i64),
+    Text(&'a str),
+}

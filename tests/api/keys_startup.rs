@@ -46,3 +46,38 @@ async fn keys_survive_a_restart_and_need_the_same_master_key() {
     let text = format!("{err:#}");
     assert!(text.contains("does not open with this master key"), "{text}");
 }
+
+/// shared/security.md: "Rotation state survives restarts" — a refresh token issued before a
+/// restart rotates after it, and the token it replaced is still known as used (reuse
+/// detection), not merely the signing keys (issue 10 item 6).
+#[tokio::test]
+async fn refresh_rotation_state_survives_a_restart() {
+    use crate::helpers::{browser, pkce};
+    let db = fresh_database().await;
+    let settings = test_settings(&db.url);
+    let keep = db.alias();
+    let first = spawn_app_on(db.alias(), settings.clone(), |_| {}).await;
+    first.user("ann@example.com").await;
+    let client = first.web_app(true).await;
+    let pair = pkce();
+    let code = first.code_for(&browser(), &client, "ann@example.com", "openid offline_access", &pair).await;
+    let (status, tokens) = first.redeem(&client, &code, Some(&pair.verifier)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let original = tokens["refresh_token"].as_str().unwrap().to_string();
+    let (status, rotated) = first.refresh(&client, &original, None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let successor = rotated["refresh_token"].as_str().unwrap().to_string();
+    first.stop().await;
+
+    let second = spawn_app_on(keep.alias(), settings, |_| {}).await;
+    // The successor issued before the restart rotates after it…
+    let (status, again) = second.refresh(&client, &successor, None).await;
+    assert_eq!(status, 200, "{again}");
+    let newest = again["refresh_token"].as_str().unwrap().to_string();
+    // …and the token used before the restart is still known as used: reuse ends the family.
+    let (status, body) = second.refresh(&client, &original, None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (status, body) = second.refresh(&client, &newest, None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "the family was revoked: {body}");
+    drop(keep);
+}

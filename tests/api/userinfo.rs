@@ -385,21 +385,17 @@ async fn forged_headers_signed_with_the_real_key_are_refused() {
 /// so nothing revoked the grant) gets nothing: the 401 must come from the user check itself.
 #[tokio::test]
 async fn a_disabled_user_with_a_live_grant_gets_nothing() {
-    use sqlx::Connection;
     let app = spawn_app().await;
     let (user, tokens) = signed_in_tokens(&app).await;
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(get(&app, access).await.0, 200);
-    sqlx::any::install_default_drivers();
-    let url = if app.db.url.starts_with("sqlite:") { format!("{}?mode=rw", app.db.url) } else { app.db.url.clone() };
-    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-    sqlx::query("UPDATE users SET disabled_at = $1 WHERE sub = $2")
-        .bind(unix_now())
-        .bind(&user.sub)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
+    use crate::helpers::{exec_sql, SqlValue};
+    exec_sql(
+        &app.db,
+        "UPDATE users SET disabled_at = $1 WHERE sub = $2",
+        &[SqlValue::Int(unix_now()), SqlValue::Text(&user.sub)],
+    )
+    .await;
     let grant = jwt_part(access, 1)["jti"].as_str().unwrap().split_once('.').unwrap().0.to_string();
     use latchkey::store::GrantStore;
     assert!(app.state.store().grant_is_live(&grant, unix_now()).await.unwrap(), "the grant is still live");
