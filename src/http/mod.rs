@@ -5,3 +5,4 @@ pub mod error;
 pub mod headers;
 pub mod paths;
 pub mod router;
+pub mod server;
