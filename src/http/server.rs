@@ -126,6 +126,11 @@ pub async fn serve(
         // A connection that waited in `accept` for a reserve slot takes an ordinary one if one
         // freed meanwhile.
         let slot = slot.upgrade(&ordinary);
+        // Responses are small and written whole; don't let Nagle's algorithm hold the last
+        // segment back waiting for an ACK. A failure only costs latency.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let connection =
             Connection { router: router.clone(), state: state.clone(), peer, limits, stage: stage_rx.clone() };
         tokio::spawn(connection.serve(stream, slot));
