@@ -14,8 +14,10 @@
 //!   `proto/h1/conn.rs` restarts it when the connection goes idle), which would cap the idle
 //!   time at the header timeout; load balancers want backends to keep idle connections open
 //!   longer than they do (else a request races the backend's close).
-//! - **connection cap**: at most `max_connections` ordinary connections. Past it, a small reserve
-//!   of slots serves one request per connection with `Connection: close`; only the health
+//! - **connection cap**: at most `max_connections` ordinary connections. A connection arriving
+//!   past it first makes the idle kept-alive connections close (their clients reconnect when
+//!   they have a request) and waits briefly for a freed slot. Failing that, a small reserve of
+//!   slots serves one request per connection with `Connection: close`; only the health
 //!   endpoints are answered there, everything else gets 503 with `Retry-After`, so probes keep
 //!   working while the server is full. When the reserve is full too, new connections wait in the
 //!   kernel's backlog until a slot frees.
@@ -51,6 +53,10 @@ use crate::state::AppState;
 
 /// Connections past `max_connections` that may still be accepted to answer health checks.
 pub const HEALTH_RESERVE: usize = 16;
+
+/// How long a connection past the cap waits for an ordinary slot (idle connections closing to
+/// make room) before it is served as a reserve connection.
+const RESERVE_WAIT: Duration = Duration::from_millis(100);
 
 /// Header-read timeout on a reserve connection: a health probe sends its request at once, and
 /// a reserve slot held by a silent socket is a slot a probe cannot have.
@@ -93,6 +99,9 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (stage_tx, stage_rx) = watch::channel(Stage::Serving);
+    // Bumped whenever a connection arrives past the cap: idle kept-alive connections close to
+    // make room (as nginx reuses its idle keep-alive connections when it runs out).
+    let (pressure_tx, _) = watch::channel(0u64);
     let ordinary = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(HEALTH_RESERVE));
     let mut backoff = Backoff::default();
@@ -131,8 +140,18 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let connection =
-            Connection { router: router.clone(), state: state.clone(), peer, limits, stage: stage_rx.clone() };
+        if slot.reserve {
+            pressure_tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        let connection = Connection {
+            router: router.clone(),
+            state: state.clone(),
+            peer,
+            limits,
+            stage: stage_rx.clone(),
+            pressure: pressure_tx.subscribe(),
+            ordinary: ordinary.clone(),
+        };
         tokio::spawn(connection.serve(stream, slot));
     }
     // Stop accepting: the port closes now; connections already open finish their requests.
@@ -253,10 +272,19 @@ struct Connection {
     peer: SocketAddr,
     limits: Limits,
     stage: watch::Receiver<Stage>,
+    /// Changes when a connection arrives past the cap.
+    pressure: watch::Receiver<u64>,
+    ordinary: Arc<Semaphore>,
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, slot: Slot) {
+    async fn serve(mut self, stream: TcpStream, mut slot: Slot) {
+        if slot.reserve {
+            // Idle connections are closing to make room: a slot may be ours in a moment.
+            if let Ok(Ok(permit)) = tokio::time::timeout(RESERVE_WAIT, self.ordinary.clone().acquire_owned()).await {
+                slot = Slot::ordinary(permit);
+            }
+        }
         let reserved = slot.reserve;
         let header_timeout = if reserved {
             self.limits.header_read_timeout.min(RESERVE_HEADER_TIMEOUT)
@@ -282,6 +310,7 @@ impl Connection {
         if *self.stage.borrow_and_update() != Stage::Serving {
             conn.as_mut().graceful_shutdown();
         }
+        let mut pressure_open = true;
         loop {
             let deadline = clock.deadline(header_timeout, self.limits.idle_timeout);
             tokio::select! {
@@ -298,6 +327,15 @@ impl Connection {
                     }
                 }
                 _ = clock.changed.notified() => {}
+                changed = self.pressure.changed(), if pressure_open => match changed {
+                    // Past the cap, an idle connection gives its slot to one that has a request.
+                    Ok(()) if clock.is_idle() => {
+                        tracing::debug!(peer = %self.peer, "closing an idle connection: max_connections reached");
+                        break;
+                    }
+                    Ok(()) => {}
+                    Err(_) => pressure_open = false,
+                },
                 changed = self.stage.changed() => match changed.map(|()| *self.stage.borrow_and_update()) {
                     Ok(Stage::Serving) => {}
                     // Finish the request in flight (hyper marks its response `Connection:
@@ -382,6 +420,10 @@ impl Clock {
 
     fn response_finished(&self) {
         self.set(|_| Some(Phase::Idle(Instant::now())));
+    }
+
+    fn is_idle(&self) -> bool {
+        matches!(self.phase(), Phase::Idle(_))
     }
 
     fn deadline(&self, header_timeout: Duration, idle_timeout: Duration) -> Option<Instant> {

@@ -168,16 +168,16 @@ async fn past_the_connection_cap_health_checks_answer_and_other_requests_get_503
         s.idle_timeout = HumanDuration::secs(120);
     })
     .await;
-    // Fill every ordinary slot with kept-alive connections (each served once, so each is
-    // certainly accepted and counted).
+    // Fill every ordinary slot with clients in the middle of their headers (the listen queue is
+    // first in, first out: these are accepted before any connection opened after them).
     let mut held = Vec::new();
     for _ in 0..CAP {
         let mut socket = connect(&app).await;
-        assert_eq!(get_on(&mut socket, "/healthz").await.status, 200);
+        socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
         held.push(socket);
     }
 
-    // Past the cap: an ordinary request is refused at once, with the reason and when to retry.
+    // Past the cap: an ordinary request is refused, with the reason and when to retry.
     let mut extra = connect(&app).await;
     let refused = get_on(&mut extra, "/.well-known/jwks.json").await;
     assert_eq!(refused.status, 503, "a request past the cap");
@@ -256,4 +256,32 @@ async fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
     let accept_errors = logs.lines().filter(|l| l.contains("accept error")).count();
     assert!((1..=4).contains(&accept_errors), "{accept_errors} accept-error lines:\n{logs}");
     assert!(logs.contains("Too many open files"), "{logs}");
+}
+
+#[tokio::test]
+async fn at_the_cap_idle_kept_alive_connections_make_room_for_new_requests() {
+    const CAP: usize = 10;
+    let app = spawn_app_with(|s| {
+        s.max_connections = CAP;
+        s.idle_timeout = HumanDuration::secs(120);
+    })
+    .await;
+    // Every slot taken by a kept-alive connection that has had its answer and now sits idle.
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        let mut socket = connect(&app).await;
+        let response = get_on(&mut socket, "/healthz").await;
+        assert_eq!((response.status, response.header("connection")), (200, None));
+        idle.push(socket);
+    }
+    // A new client with a real request is served, not refused: the idle connections give way
+    // (nginx does the same with its idle keep-alive connections when it runs out).
+    let mut newcomer = connect(&app).await;
+    let response = get_on(&mut newcomer, "/.well-known/jwks.json").await;
+    assert_eq!(response.status, 200, "a request past the cap while every other connection was idle");
+    assert_ne!(response.header("connection"), Some("close"), "served on an ordinary slot");
+    // The idle connections were closed by the server, well before their idle timeout.
+    for socket in &mut idle {
+        assert!(closed_within(socket, NEVER).await.is_some(), "an idle connection kept its slot");
+    }
 }
