@@ -16,7 +16,7 @@
 //!   longer than they do (else a request races the backend's close).
 //! - **connection cap**: at most `max_connections` ordinary connections. A connection arriving
 //!   past it first makes the idle kept-alive connections close (their clients reconnect when
-//!   they have a request) and waits briefly for a freed slot. Failing that, a small reserve of
+//!   they have a request) and, if there were any, waits for a freed slot. Failing that, a small reserve of
 //!   slots serves one request per connection with `Connection: close`; only the health
 //!   endpoints are answered there, everything else gets 503 with `Retry-After`, so probes keep
 //!   working while the server is full. When the reserve is full too, new connections wait in the
@@ -32,6 +32,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -54,9 +55,9 @@ use crate::state::AppState;
 /// Connections past `max_connections` that may still be accepted to answer health checks.
 pub const HEALTH_RESERVE: usize = 16;
 
-/// How long a connection past the cap waits for an ordinary slot (idle connections closing to
-/// make room) before it is served as a reserve connection.
-const RESERVE_WAIT: Duration = Duration::from_millis(100);
+/// Longest a connection past the cap waits for an idle connection to close and free its slot
+/// (it takes milliseconds; this bounds the wait should they all turn busy meanwhile).
+const RESERVE_WAIT: Duration = Duration::from_secs(2);
 
 /// Header-read timeout on a reserve connection: a health probe sends its request at once, and
 /// a reserve slot held by a silent socket is a slot a probe cannot have.
@@ -102,6 +103,7 @@ pub async fn serve(
     // Bumped whenever a connection arrives past the cap: idle kept-alive connections close to
     // make room (as nginx reuses its idle keep-alive connections when it runs out).
     let (pressure_tx, _) = watch::channel(0u64);
+    let idle = Arc::new(AtomicUsize::new(0));
     let ordinary = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(HEALTH_RESERVE));
     let mut backoff = Backoff::default();
@@ -151,6 +153,7 @@ pub async fn serve(
             stage: stage_rx.clone(),
             pressure: pressure_tx.subscribe(),
             ordinary: ordinary.clone(),
+            idle: idle.clone(),
         };
         tokio::spawn(connection.serve(stream, slot));
     }
@@ -275,14 +278,23 @@ struct Connection {
     /// Changes when a connection arrives past the cap.
     pressure: watch::Receiver<u64>,
     ordinary: Arc<Semaphore>,
+    /// How many connections are idle (kept alive between requests) right now.
+    idle: Arc<AtomicUsize>,
 }
 
 impl Connection {
     async fn serve(mut self, stream: TcpStream, mut slot: Slot) {
         if slot.reserve {
-            // Idle connections are closing to make room: a slot may be ours in a moment.
-            if let Ok(Ok(permit)) = tokio::time::timeout(RESERVE_WAIT, self.ordinary.clone().acquire_owned()).await {
+            // Idle connections were told to close (see `serve`). A closing connection frees its
+            // slot before it leaves the idle count, so: count first, then look for a slot.
+            let idle_left = self.idle.load(Ordering::SeqCst);
+            if let Ok(permit) = self.ordinary.clone().try_acquire_owned() {
                 slot = Slot::ordinary(permit);
+            } else if idle_left > 0 {
+                if let Ok(Ok(permit)) = tokio::time::timeout(RESERVE_WAIT, self.ordinary.clone().acquire_owned()).await
+                {
+                    slot = Slot::ordinary(permit);
+                }
             }
         }
         let reserved = slot.reserve;
@@ -291,7 +303,7 @@ impl Connection {
         } else {
             self.limits.header_read_timeout
         };
-        let clock = Arc::new(Clock::new());
+        let clock = Arc::new(Clock::new(self.idle.clone()));
         let io = TokioIo::new(Watched { inner: stream, clock: clock.clone() });
         let service = ConnectionService {
             router: self.router.clone(),
@@ -346,7 +358,9 @@ impl Connection {
                 },
             }
         }
+        // The slot first, then the idle count (see the reserve wait above).
         drop(slot);
+        clock.close();
     }
 }
 
@@ -367,17 +381,21 @@ enum Phase {
     InRequest,
     /// Kept alive, waiting for the next request since this instant.
     Idle(Instant),
+    /// The connection task has ended; nothing changes any more.
+    Closed,
 }
 
 struct Clock {
     phase: Mutex<Phase>,
     /// Wakes the connection task when a deadline may have moved earlier.
     changed: Notify,
+    /// The server's count of idle connections, kept by `set`.
+    idle: Arc<AtomicUsize>,
 }
 
 impl Clock {
-    fn new() -> Self {
-        Self { phase: Mutex::new(Phase::Headers(Instant::now())), changed: Notify::new() }
+    fn new(idle: Arc<AtomicUsize>) -> Self {
+        Self { phase: Mutex::new(Phase::Headers(Instant::now())), changed: Notify::new(), idle }
     }
 
     fn phase(&self) -> Phase {
@@ -393,12 +411,22 @@ impl Clock {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            match update(*guard) {
-                Some(next) => {
+            let current = *guard;
+            match update(current) {
+                Some(next) if !matches!(current, Phase::Closed) => {
+                    match (matches!(current, Phase::Idle(_)), matches!(next, Phase::Idle(_))) {
+                        (false, true) => {
+                            self.idle.fetch_add(1, Ordering::SeqCst);
+                        }
+                        (true, false) => {
+                            self.idle.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        _ => {}
+                    }
                     *guard = next;
                     true
                 }
-                None => false,
+                _ => false,
             }
         };
         if changed {
@@ -422,6 +450,10 @@ impl Clock {
         self.set(|_| Some(Phase::Idle(Instant::now())));
     }
 
+    fn close(&self) {
+        self.set(|_| Some(Phase::Closed));
+    }
+
     fn is_idle(&self) -> bool {
         matches!(self.phase(), Phase::Idle(_))
     }
@@ -430,7 +462,7 @@ impl Clock {
         match self.phase() {
             Phase::Headers(since) => Some(since + header_timeout),
             Phase::Idle(since) => Some(since + idle_timeout),
-            Phase::InRequest => None,
+            Phase::InRequest | Phase::Closed => None,
         }
     }
 
