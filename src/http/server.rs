@@ -16,11 +16,11 @@
 //!   longer than they do (else a request races the backend's close).
 //! - **connection cap**: at most `max_connections` ordinary connections. A connection arriving
 //!   past it first makes the idle kept-alive connections close (their clients reconnect when
-//!   they have a request) and, if there were any, waits for a freed slot. Failing that, a small reserve of
-//!   slots serves one request per connection with `Connection: close`; only the health
-//!   endpoints are answered there, everything else gets 503 with `Retry-After`, so probes keep
-//!   working while the server is full. When the reserve is full too, new connections wait in the
-//!   kernel's backlog until a slot frees.
+//!   they have a request) and, if there were any, waits for a freed slot. Failing that, a small
+//!   reserve of slots serves one request per connection with `Connection: close`; only the
+//!   health endpoints are answered there, everything else gets 503 with `Retry-After`, so probes
+//!   keep working while the server is full. When the reserve is full too, new connections wait
+//!   in the kernel's backlog until a slot frees.
 //! - **accept errors** (out of file descriptors, …) back off from 10 ms doubling to 1 s and are
 //!   logged once per streak and then at most every few seconds, never a hot loop.
 //! - **shutdown**: when `stop` resolves the listener closes, every connection finishes its

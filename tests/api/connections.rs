@@ -111,7 +111,8 @@ async fn silent_and_half_sent_sockets_are_closed_after_the_header_read_timeout()
     // must arrive within the timeout.
     let mut dribble = connect(&app).await;
     let started = Instant::now();
-    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: {}\r\n\r\n", "a".repeat(80));
+    let request = request.as_bytes();
     let mut cut_off = false;
     for byte in request.iter().take(request.len() - 2) {
         if dribble.write_all(&[*byte]).await.is_err() {
