@@ -107,6 +107,7 @@ pub async fn serve(
     let ordinary = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(HEALTH_RESERVE));
     let mut backoff = Backoff::default();
+    let busy_router = busy_router(state.settings().issuer.starts_with("https://"));
     tokio::pin!(stop);
     loop {
         // A slot before accepting: past the cap and the reserve, new connections wait in the
@@ -147,6 +148,7 @@ pub async fn serve(
         }
         let connection = Connection {
             router: router.clone(),
+            busy_router: busy_router.clone(),
             state: state.clone(),
             peer,
             limits,
@@ -271,6 +273,8 @@ impl Slot {
 
 struct Connection {
     router: Router,
+    /// Answers what a reserve connection may not ask (see `busy_router`).
+    busy_router: Router,
     state: AppState,
     peer: SocketAddr,
     limits: Limits,
@@ -306,7 +310,8 @@ impl Connection {
         let clock = Arc::new(Clock::new(self.idle.clone()));
         let io = TokioIo::new(Watched { inner: stream, clock: clock.clone() });
         let service = ConnectionService {
-            router: self.router.clone(),
+            router: if reserved { self.busy_router.clone() } else { self.router.clone() },
+            health_router: self.router.clone(),
             state: self.state.clone(),
             peer: self.peer,
             clock: clock.clone(),
@@ -519,7 +524,10 @@ impl AsyncWrite for Watched {
 /// One connection's hyper service: the router, with the peer address and the clock.
 #[derive(Clone)]
 struct ConnectionService {
+    /// The app, or on a reserve connection the busy answer.
     router: Router,
+    /// The app, for health checks on a reserve connection.
+    health_router: Router,
     state: AppState,
     peer: SocketAddr,
     clock: Arc<Clock>,
@@ -534,19 +542,18 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.clock.request_started();
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        let answer = !self.reserved || is_health_check(request.uri().path());
-        let mut router = self.router.clone();
+        let mut router = if self.reserved && is_health_check(request.uri().path()) {
+            self.health_router.clone()
+        } else {
+            self.router.clone()
+        };
         let state = self.state.clone();
         let clock = self.clock.clone();
         let reserved = self.reserved;
         Box::pin(async move {
-            let mut response = if answer {
-                match tower_service::Service::call(&mut router, request.map(Body::new)).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
-            } else {
-                busy()
+            let mut response = match tower_service::Service::call(&mut router, request.map(Body::new)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
             };
             // Issue 9 item 8: from SIGTERM on, every response closes its connection, so clients
             // with kept-alive connections reconnect (through the load balancer, to a replica that
@@ -563,9 +570,17 @@ fn is_health_check(path: &str) -> bool {
     path == paths::HEALTHZ || path == paths::READYZ
 }
 
+/// What a reserve connection gets for anything but a health check: `busy`, with the security
+/// headers every response carries (http::headers).
+fn busy_router(https: bool) -> Router {
+    super::headers::security_headers(https)
+        .into_iter()
+        .fold(Router::new().fallback(busy), |router, layer| router.layer(layer))
+}
+
 /// The answer past the connection cap: RFC 9110 §15.6.4 503 with `Retry-After`, and the
 /// RFC 6749 `temporarily_unavailable` code that clients of the token endpoint understand.
-fn busy() -> Response<Body> {
+async fn busy() -> Response<Body> {
     let body = r#"{"error":"temporarily_unavailable","error_description":"too many open connections; retry shortly"}"#;
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

@@ -185,6 +185,8 @@ async fn past_the_connection_cap_health_checks_answer_and_other_requests_get_503
     assert_eq!(refused.json()["error"], "temporarily_unavailable");
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert_eq!(refused.header("connection"), Some("close"));
+    assert_eq!(refused.header("cache-control"), Some("no-store"));
+    assert_eq!(refused.header("x-content-type-options"), Some("nosniff"), "security headers as on every response");
     assert!(closed_within(&mut extra, NEVER).await.is_some(), "a reserve connection serves one request");
 
     // Health checks still answer.
