@@ -97,8 +97,8 @@ impl Application {
     /// Serves until `stop` resolves. Issue 9 item 8: readiness turns false at once; on
     /// `Stop::AfterDelay` (SIGTERM) the server keeps accepting and serving for `shutdown_delay`
     /// so load balancers see `/readyz` fail and move traffic away (a second SIGTERM or SIGINT
-    /// cuts it short); then the listener closes and
-    /// in-flight requests get `shutdown_grace` to finish before the remaining connections close.
+    /// cuts it short); then the listener closes and in-flight requests get `shutdown_grace` to
+    /// finish before the remaining connections close.
     pub async fn run_until(self, stop: impl Future<Output = Stop> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let settings = state.settings();
