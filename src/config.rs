@@ -190,7 +190,23 @@ pub struct Settings {
     pub templates_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// How long in-flight requests get to finish after SIGTERM before the process exits anyway.
+    /// How long a client has to send a request's complete headers, counted from the accept (first
+    /// request) or from the first byte of the next request on a kept-alive connection; then the
+    /// connection is closed (issue 9 item 2: slow and silent sockets).
+    pub header_read_timeout: HumanDuration,
+    /// How long a kept-alive connection may wait for its next request. Keep it longer than the
+    /// idle timeout of the load balancer in front (AWS ALB: 60 s), so the balancer closes first.
+    pub idle_timeout: HumanDuration,
+    /// Most connections served at once; past it a small reserve answers only `/healthz` and
+    /// `/readyz` (others get 503), and beyond that new connections wait. Keep it well below the
+    /// process's open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// After SIGTERM: how long the server keeps accepting and serving, with `/readyz` already
+    /// 503, so load balancers and Kubernetes endpoints stop sending it traffic first. SIGINT
+    /// skips it.
+    pub shutdown_delay: HumanDuration,
+    /// Once the listener has closed: how long in-flight requests get to finish before the
+    /// remaining connections are closed and the process exits anyway.
     pub shutdown_grace: HumanDuration,
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `latchkey=debug,tower_http=info`.
@@ -241,6 +257,10 @@ impl Default for Settings {
             trusted_proxy_nets: Vec::new(),
             templates_dir: None,
             max_body_bytes: 64 * 1024,
+            header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(75),
+            max_connections: 512,
+            shutdown_delay: HumanDuration::secs(5),
             shutdown_grace: HumanDuration::secs(30),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -406,10 +426,31 @@ impl Settings {
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(invalid("max_body_bytes", "must be between 1024 and 16777216"));
         }
+        self.validate_connections()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(invalid("log_level", "is not a valid filter such as `info` or `latchkey=debug`"));
         }
         Ok(self)
+    }
+
+    /// Connection limits and shutdown timing (issue 9 items 2 and 8).
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        if !(1..=300).contains(&self.header_read_timeout.as_secs()) {
+            return Err(invalid("header_read_timeout", "must be between 1s and 5m"));
+        }
+        if !(1..=3600).contains(&self.idle_timeout.as_secs()) {
+            return Err(invalid("idle_timeout", "must be between 1s and 1h"));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid("max_connections", "must be between 1 and 1000000"));
+        }
+        if self.shutdown_delay.as_secs() > 300 {
+            return Err(invalid("shutdown_delay", "must be at most 5m"));
+        }
+        if !(1..=3600).contains(&self.shutdown_grace.as_secs()) {
+            return Err(invalid("shutdown_grace", "must be between 1s and 1h"));
+        }
+        Ok(())
     }
 
     /// The key lifecycle's safety rules (docs/keys.md): nobody sees a token signed with a key
@@ -528,6 +569,20 @@ mod tests {
         assert!(nets[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
         let bad = Settings { trusted_proxies: vec!["proxy.example".into()], ..Settings::default() };
         assert!(bad.validated().unwrap_err().to_string().contains("`trusted_proxies`"));
+    }
+
+    #[test]
+    fn connection_limits_and_shutdown_timing_are_bounded() {
+        let ok = Settings::default().validated().unwrap();
+        assert_eq!((ok.header_read_timeout.as_secs(), ok.max_connections), (10, 512));
+        let s = Settings { header_read_timeout: HumanDuration::secs(0), ..Settings::default() };
+        assert!(s.validated().unwrap_err().to_string().contains("`header_read_timeout`"));
+        let s = Settings { max_connections: 0, ..Settings::default() };
+        assert!(s.validated().unwrap_err().to_string().contains("`max_connections`"));
+        let s = Settings { shutdown_delay: HumanDuration::secs(3600), ..Settings::default() };
+        assert!(s.validated().unwrap_err().to_string().contains("`shutdown_delay`"));
+        // Zero delay is allowed: no load balancer in front.
+        assert!(Settings { shutdown_delay: HumanDuration::secs(0), ..Settings::default() }.validated().is_ok());
     }
 
     #[test]

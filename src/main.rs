@@ -465,7 +465,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             settings.issuer, settings.issuer
         );
     }
-    app.run(shutdown_signal()).await?;
+    app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

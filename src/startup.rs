@@ -2,12 +2,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 use crate::authn::PasswordHasher;
 use crate::config::Settings;
@@ -86,36 +84,92 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves; then readiness turns false, the listener closes, and
-    /// in-flight requests get `shutdown_grace` to finish before the future returns anyway.
+    /// Serves until `shutdown` resolves, then drains at once (as on SIGINT): readiness turns
+    /// false, the listener closes, and in-flight requests get `shutdown_grace` to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        self.run_until(async move {
+            shutdown.await;
+            Stop::Now
+        })
+        .await
+    }
+
+    /// Serves until `stop` resolves. Issue 9 item 8: readiness turns false at once; on
+    /// `Stop::AfterDelay` (SIGTERM) the server keeps accepting and serving for `shutdown_delay`
+    /// so load balancers see `/readyz` fail and move traffic away (a second SIGTERM or SIGINT
+    /// cuts it short); then the listener closes and in-flight requests get `shutdown_grace` to
+    /// finish before the remaining connections close.
+    pub async fn run_until(self, stop: impl Future<Output = Stop> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
-        let grace = state.settings().shutdown_grace.0;
-        let draining = Arc::new(Notify::new());
-        let signal_draining = draining.clone();
+        let settings = state.settings();
+        let delay = settings.shutdown_delay.0;
+        let limits = crate::http::server::Limits {
+            header_read_timeout: settings.header_read_timeout.0,
+            idle_timeout: settings.idle_timeout.0,
+            max_connections: settings.max_connections,
+            grace: settings.shutdown_grace.0,
+        };
+        warn_if_file_limit_is_low(settings);
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let key_lifecycle = tokio::spawn(key_lifecycle(self.state.clone()));
         let key_reload = tokio::spawn(key_reload(self.state.clone()));
-        // The peer address is the client IP for per-IP throttling (http::client_ip).
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
-            shutdown.await;
-            state.begin_shutdown();
-            tracing::info!("shutting down: finishing in-flight requests");
-            signal_draining.notify_one();
-        });
-        let result = tokio::select! {
-            result = server => result,
-            _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!("shutdown grace period over; closing remaining connections");
-                Ok(())
+        let stop_accepting = {
+            let state = state.clone();
+            async move {
+                let how = stop.await;
+                state.begin_shutdown();
+                if how == Stop::AfterDelay && !delay.is_zero() {
+                    tracing::info!(
+                        delay_secs = delay.as_secs(),
+                        "SIGTERM: /readyz now answers 503; serving on for shutdown_delay so load balancers move traffic away"
+                    );
+                    // A second signal (Ctrl-C after SIGTERM, say) cuts the delay short.
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown_signal() => tracing::info!("second signal: skipping the rest of shutdown_delay"),
+                    }
+                }
+                tracing::info!("shutting down: no new connections; finishing in-flight requests");
             }
         };
+        let result = crate::http::server::serve(self.listener, self.router, state, limits, stop_accepting).await;
         housekeeping.abort();
         key_lifecycle.abort();
         key_reload.abort();
         self.state.store().close().await;
         result
+    }
+}
+
+/// How a running server was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM (an orchestrator): readiness off, serve on for `shutdown_delay`, then drain.
+    AfterDelay,
+    /// SIGINT (Ctrl-C at a terminal) or a test: drain at once.
+    Now,
+}
+
+/// Open connections, the database pool and a few files each take a file descriptor: warn at
+/// start when `max_connections` cannot fit under the soft `ulimit -n` (issue 9 item 2 saw
+/// `Too many open files` take `/healthz` down). Linux only; elsewhere nothing is checked.
+fn warn_if_file_limit_is_low(settings: &Settings) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    let Some(soft) = soft else { return };
+    let reserve = crate::http::server::HEALTH_RESERVE;
+    let needed = settings.max_connections + reserve + settings.database_max_connections as usize + 64;
+    if soft < needed {
+        tracing::warn!(
+            open_file_limit = soft,
+            max_connections = settings.max_connections,
+            "the open-file limit (ulimit -n) is below max_connections + {reserve} reserve + the database pool + 64; \
+             lower `max_connections` or raise the limit, or accepts will fail with `Too many open files`"
+        );
     }
 }
 
@@ -176,8 +230,9 @@ async fn reload(state: &AppState) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM (`Stop::AfterDelay`) or SIGINT (`Stop::Now`: a person at a terminal
+/// wants it stopped, not a load balancer to notice).
+pub async fn shutdown_signal() -> Stop {
     let interrupt = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");
@@ -196,7 +251,7 @@ pub async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+        _ = interrupt => Stop::Now,
+        _ = terminate => Stop::AfterDelay,
     }
 }

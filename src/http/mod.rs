@@ -6,3 +6,4 @@ pub mod headers;
 pub mod page_errors;
 pub mod paths;
 pub mod router;
+pub mod server;
