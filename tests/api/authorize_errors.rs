@@ -114,6 +114,11 @@ async fn errors_after_the_redirect_is_verified_go_back_with_state_and_iss() {
     assert_error_redirect(&app, &b, &client, &url(&[("code_challenge_method", "plain")]), "invalid_request").await;
     assert_error_redirect(&app, &b, &client, &url(&[("code_challenge_method", "")]), "invalid_request").await;
     assert_error_redirect(&app, &b, &client, &url(&[("code_challenge", "too-short")]), "invalid_request").await;
+    // The right length, a character base64url lacks (RFC 7636 §4.2: BASE64URL, no padding).
+    let plus = format!("{}+", &p.challenge[..42]);
+    assert_error_redirect(&app, &b, &client, &url(&[("code_challenge", &plus)]), "invalid_request").await;
+    let padded = format!("{}=", &p.challenge[..42]);
+    assert_error_redirect(&app, &b, &client, &url(&[("code_challenge", &padded)]), "invalid_request").await;
     // Scopes the client may not have.
     assert_error_redirect(&app, &b, &client, &url(&[("scope", "openid admin")]), "invalid_scope").await;
     assert_error_redirect(&app, &b, &client, &url(&[("scope", "")]), "invalid_scope").await;

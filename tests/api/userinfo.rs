@@ -403,3 +403,25 @@ async fn a_disabled_user_with_a_live_grant_gets_nothing() {
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")), "{body}");
     assert!(challenge.contains("can no longer sign in"), "{challenge}");
 }
+
+/// Tokens are refused above a size bound before any parsing (`oauth/verify.rs`), but a large
+/// legitimate one — a user with many roles — still verifies: the bound is generous (8 KiB), not
+/// a cut that real tokens can reach.
+#[tokio::test]
+async fn a_large_legitimate_token_verifies() {
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    use latchkey::store::UserStore;
+    let roles: Vec<String> = (0..60).map(|i| format!("department-{i:02}-reader")).collect();
+    app.state.store().set_roles(&user.sub, &roles, unix_now()).await.unwrap();
+    let client = app.web_app(true).await;
+    let p = pkce();
+    let code = app.code_for(&browser(), &client, &user.email, "openid roles", &p).await;
+    let (status, tokens) = app.redeem(&client, &code, Some(&p.verifier)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(access.len() > 2048, "a large token: {} bytes", access.len());
+    let (status, _, body) = get(&app, access).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["roles"].as_array().unwrap().len(), 60);
+}
