@@ -371,6 +371,11 @@ async fn forged_headers_signed_with_the_real_key_are_refused() {
         sign_with_real_key(SigningAlg::Es256, &der, &es_under_rs_kid, &claims),
     ));
 
+    // Above the verifier's size bound (8 KiB), refused before parsing however well signed.
+    let mut padded = claims.clone();
+    padded["pad"] = json!("x".repeat(9000));
+    cases.push(("oversized".into(), sign_with_real_key(SigningAlg::Es256, &der, &header(Some(&kid)), &padded)));
+
     assert!(cases.len() >= 20, "{}", cases.len());
     for (name, token) in cases {
         let (status, challenge, body) = get(&app, &token).await;
