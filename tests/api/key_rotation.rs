@@ -197,7 +197,9 @@ async fn two_replicas_rotate_under_load_without_a_failed_verification() {
         failures.len(),
         &failures[..failures.len().min(5)]
     );
-    assert!(checked > 100, "only {checked} tokens checked");
+    // Enough tokens to span every rotation; how many depends on the machine, so this is no
+    // throughput bound (issue 10 item 8): the rotations themselves are asserted below.
+    assert!(checked >= 20, "only {checked} tokens checked");
 
     let keys = stored(&a).await;
     for alg in SigningAlg::ALL {

@@ -411,23 +411,36 @@ async fn a_replayed_totp_code_is_refused() {
 #[tokio::test]
 async fn one_step_of_drift_is_accepted_and_two_are_refused() {
     let app = spawn_app().await;
-    let user = app.user("ann@example.com").await;
     let client = app.web_app(true).await;
-    let seed = enrolled_long_ago(&app, &user.sub).await;
     let url = authorize_url(&app, &client, "openid", &pkce().challenge, &[]);
-    settle_in_step(20).await;
-    let now = current_step();
-
-    for (offset, accepted) in [(-2, false), (2, false), (-1, true), (1, true), (0, false)] {
-        let (_, rid, response) = sign_in_with_code(&app, &url, &user.email, &code_for_step(&seed, now + offset)).await;
-        let what = format!("code of step {offset:+}");
-        if accepted {
-            assert_code_accepted(&response, &continue_path(&rid), &what);
-        } else {
-            assert_code_refused(response, &what).await;
+    // The five sign-ins must fall in one time step. Rather than fail when a busy machine lets the
+    // step roll over midway (a wall-clock bound, issue 10 item 8), start again with a fresh user
+    // in the next step; the outcomes are judged only for a run that stayed within its step.
+    for attempt in 0..3 {
+        let user = app.user(&format!("ann{attempt}@example.com")).await;
+        let seed = enrolled_long_ago(&app, &user.sub).await;
+        settle_in_step(20).await;
+        let now = current_step();
+        let mut outcomes = Vec::new();
+        for (offset, accepted) in [(-2, false), (2, false), (-1, true), (1, true), (0, false)] {
+            let (_, rid, response) =
+                sign_in_with_code(&app, &url, &user.email, &code_for_step(&seed, now + offset)).await;
+            outcomes.push((offset, accepted, rid, response));
         }
+        if current_step() != now {
+            continue;
+        }
+        for (offset, accepted, rid, response) in outcomes {
+            let what = format!("code of step {offset:+}");
+            if accepted {
+                assert_code_accepted(&response, &continue_path(&rid), &what);
+            } else {
+                assert_code_refused(response, &what).await;
+            }
+        }
+        return;
     }
-    assert_eq!(current_step(), now, "the test stayed within one step");
+    panic!("three runs in a row crossed a 30-second step");
 }
 
 /// After the password, an enrolled user is not signed in: continuing the request, the consent
