@@ -430,3 +430,34 @@ async fn a_large_legitimate_token_verifies() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["roles"].as_array().unwrap().len(), 60);
 }
+
+/// The size bound's edge: a well-signed token of exactly 8 KiB verifies; one byte more does not.
+#[tokio::test]
+async fn the_size_bound_is_exactly_eight_kib() {
+    use jsonwebtoken::{Algorithm, Header};
+    let app = spawn_app().await;
+    let (_, tokens) = signed_in_tokens(&app).await;
+    let claims = jwt_part(tokens["access_token"].as_str().unwrap(), 1);
+    let (kid, der, _) = real_key(&app, SigningAlg::Es256).await;
+    // base64url never makes some lengths, so the header's optional `cty` shifts the total.
+    let of_length = |target: usize| {
+        ["", "a", "ab", "abc"].iter().find_map(|cty| {
+            let header = Header {
+                typ: Some("at+jwt".into()),
+                kid: Some(kid.clone()),
+                cty: (!cty.is_empty()).then(|| cty.to_string()),
+                ..Header::new(Algorithm::ES256)
+            };
+            (4000..7000).find_map(|n| {
+                let mut padded = claims.clone();
+                padded["pad"] = json!("x".repeat(n));
+                let token = sign_with_real_key(SigningAlg::Es256, &der, &header, &padded);
+                (token.len() == target).then_some(token)
+            })
+        })
+    };
+    let at_bound = of_length(8192).expect("a token of exactly 8192 bytes");
+    assert_eq!(get(&app, &at_bound).await.0, 200);
+    let over = of_length(8193).or_else(|| of_length(8194)).expect("a token just over the bound");
+    assert_eq!(get(&app, &over).await.0, 401);
+}
