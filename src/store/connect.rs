@@ -1,9 +1,11 @@
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+use super::statements::StatementLog;
 use super::{StoreError, StoreResult};
 
 /// Connections used at most on SQLite, whatever `database_max_connections` says.
@@ -20,6 +22,8 @@ pub enum Backend {
 pub struct Store {
     pub(super) pool: AnyPool,
     backend: Backend,
+    /// What tests/api/query_plans.rs records (store/statements.rs); shared by clones.
+    pub(super) log: Arc<StatementLog>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -100,7 +104,7 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, log: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -109,7 +113,7 @@ impl Store {
 
     /// Readiness check: a trivial query with a short deadline.
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.sql("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
