@@ -9,9 +9,13 @@ const GRANT_COLUMNS: &str =
 
 /// Uses up refresh token $1 at time $2 if it is live and its grant is client $3's and live.
 /// Of any number of concurrent callers with one token, exactly one gets the row back.
+/// The grant is checked by its key (`EXISTS … g.id = refresh_tokens.grant_id`), never as
+/// `grant_id IN (SELECT id FROM grants WHERE client_id = …)`, which SQLite answers by building
+/// the list of all of the app's grants on every call (issue 9 item 10).
 const USE_UP_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 \
      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-     AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL AND expires_at > $2) \
+     AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id \
+     AND g.client_id = $3 AND g.revoked_at IS NULL AND g.expires_at > $2) \
      RETURNING grant_id, scopes";
 
 fn scopes(raw: &str, what: &str) -> StoreResult<ScopeSet> {
@@ -142,12 +146,15 @@ impl GrantStore for Store {
 
     async fn redeem_code(&self, code_hash: &[u8; 32], client_id: &str, now: i64) -> StoreResult<CodeRedemption> {
         // One conditional UPDATE: of any number of concurrent redemptions exactly one gets the
-        // row back (shared/design.md rule 3).
+        // row back (shared/design.md rule 3). The grant is checked by its key: `grant_id IN
+        // (SELECT id FROM grants WHERE …)` made SQLite list every live grant of every app on
+        // each redemption (issue 9 item 10).
         let row = self
             .sql(
                 "UPDATE authorization_codes SET consumed_at = $3 \
              WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
-             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL AND expires_at > $3) \
+             AND EXISTS (SELECT 1 FROM grants g WHERE g.id = authorization_codes.grant_id \
+             AND g.revoked_at IS NULL AND g.expires_at > $3) \
              RETURNING grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, created_at, expires_at",
             )
             .bind(code_hash.to_vec())

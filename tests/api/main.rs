@@ -19,6 +19,7 @@ mod layering;
 mod mfa;
 mod oidc_flow;
 mod pages;
+mod query_plans;
 mod throttling;
 mod token_client_credentials;
 mod token_code_grant;
