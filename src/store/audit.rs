@@ -21,7 +21,7 @@ fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
 impl AuditStore for Store {
     async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {
         let detail = (!e.detail.is_null()).then(|| e.detail.to_string());
-        sqlx::query(
+        self.sql(
             "INSERT INTO audit_events (at, event, user_sub, client_id, ip, user_agent, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -39,15 +39,16 @@ impl AuditStore for Store {
 
     async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
         // Newest first. NULL filters match everything.
-        let rows = sqlx::query(
-            "SELECT id, at, event, user_sub, client_id, ip, user_agent, detail FROM audit_events \
+        let rows = self
+            .sql(
+                "SELECT id, at, event, user_sub, client_id, ip, user_agent, detail FROM audit_events \
              WHERE ($1 IS NULL OR user_sub = $1) AND ($2 IS NULL OR event = $2) ORDER BY id DESC LIMIT $3",
-        )
-        .bind(filter.user_sub.clone())
-        .bind(filter.event.clone())
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
+            )
+            .bind(filter.user_sub.clone())
+            .bind(filter.event.clone())
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_from_row).collect()
     }
 }

@@ -64,7 +64,7 @@ fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
 
 impl ClientStore for Store {
     async fn insert_client(&self, c: &Client) -> StoreResult<()> {
-        sqlx::query(
+        self.sql(
             "INSERT INTO clients (id, name, kind, secret_hash, first_party, redirect_uris, \
              post_logout_redirect_uris, grant_types, scopes, roles, audience, created_at, updated_at, disabled_at, \
              id_token_alg, require_mfa) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
@@ -90,7 +90,8 @@ impl ClientStore for Store {
     }
 
     async fn find_client(&self, id: &str) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE id = $1"))
+        let row = self
+            .sql(&format!("SELECT {COLUMNS} FROM clients WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -98,61 +99,67 @@ impl ClientStore for Store {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM clients ORDER BY created_at, id"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            self.sql(&format!("SELECT {COLUMNS} FROM clients ORDER BY created_at, id")).fetch_all(&self.pool).await?;
         rows.iter().map(client_from_row).collect()
     }
 
     async fn set_client_secret(&self, id: &str, secret_hash: &[u8; 32], now: i64) -> StoreResult<bool> {
-        let done =
-            sqlx::query("UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE id = $3 AND kind = 'confidential'")
-                .bind(secret_hash.to_vec())
-                .bind(now)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let done = self
+            .sql("UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE id = $3 AND kind = 'confidential'")
+            .bind(secret_hash.to_vec())
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn disable_client(&self, id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done =
-            sqlx::query("UPDATE clients SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let done = self
+            .sql("UPDATE clients SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        revoke_grants_of_client(&mut tx, id, now).await?;
+        self.revoke_grants_of_client(&mut tx, id, now).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM clients WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        let done = self.sql("DELETE FROM clients WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        revoke_grants_of_client(&mut tx, id, now).await?;
+        self.revoke_grants_of_client(&mut tx, id, now).await?;
         // Consent was given to this registration; a client registered later is asked again.
-        sqlx::query("DELETE FROM consents WHERE client_id = $1").bind(id).execute(&mut *tx).await?;
+        self.sql("DELETE FROM consents WHERE client_id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }
 }
 
-/// Issue 9 item 7: a disabled or deleted client's grants end with it, in the same transaction,
-/// so its users' access tokens stop at userinfo at once and its refresh tokens are dead even
-/// where a replica still has the client cached.
-async fn revoke_grants_of_client(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str, now: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+impl Store {
+    /// Issue 9 item 7: a disabled or deleted client's grants end with it, in the same
+    /// transaction, so its users' access tokens stop at userinfo at once and its refresh tokens
+    /// are dead even where a replica still has the client cached.
+    async fn revoke_grants_of_client(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.sql("UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 }

@@ -9,9 +9,13 @@ const GRANT_COLUMNS: &str =
 
 /// Uses up refresh token $1 at time $2 if it is live and its grant is client $3's and live.
 /// Of any number of concurrent callers with one token, exactly one gets the row back.
+/// The grant is checked by its key (`EXISTS … g.id = refresh_tokens.grant_id`), never as
+/// `grant_id IN (SELECT id FROM grants WHERE client_id = …)`, which SQLite answers by building
+/// the list of all of the app's grants on every call (issue 9 item 10).
 const USE_UP_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 \
      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-     AND grant_id IN (SELECT id FROM grants WHERE client_id = $3 AND revoked_at IS NULL AND expires_at > $2) \
+     AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id \
+     AND g.client_id = $3 AND g.revoked_at IS NULL AND g.expires_at > $2) \
      RETURNING grant_id, scopes";
 
 fn scopes(raw: &str, what: &str) -> StoreResult<ScopeSet> {
@@ -49,23 +53,24 @@ impl Store {
         now: i64,
         idle_secs: i64,
     ) -> StoreResult<RefreshRotation> {
-        let row = sqlx::query(&format!(
-            "WITH used AS ({USE_UP_REFRESH_TOKEN}), successor AS ( \
+        let row = self
+            .sql(&format!(
+                "WITH used AS ({USE_UP_REFRESH_TOKEN}), successor AS ( \
                 INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
                 SELECT $4, used.grant_id, used.scopes, $2, LEAST($5, g.expires_at), NULL \
                 FROM used JOIN grants g ON g.id = used.grant_id \
                 RETURNING grant_id \
              ) \
              SELECT {cols}, used.scopes AS token_scopes FROM used JOIN grants g ON g.id = used.grant_id",
-            cols = GRANT_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ")
-        ))
-        .bind(token_hash.to_vec())
-        .bind(now)
-        .bind(client_id)
-        .bind(new_hash.to_vec())
-        .bind(now + idle_secs)
-        .fetch_optional(&self.pool)
-        .await?;
+                cols = GRANT_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ")
+            ))
+            .bind(token_hash.to_vec())
+            .bind(now)
+            .bind(client_id)
+            .bind(new_hash.to_vec())
+            .bind(now + idle_secs)
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some(row) = row {
             let grant = grant_from_row(&row)?;
             let token_scopes = scopes(&row.try_get::<String, _>("token_scopes")?, &grant.id)?;
@@ -77,14 +82,15 @@ impl Store {
     /// After a rotation found nothing: a token this client used before is reuse; anything
     /// else (unknown, expired, revoked, another client's) is simply invalid.
     async fn why_not_rotated(&self, token_hash: &[u8; 32], client_id: &str) -> StoreResult<RefreshRotation> {
-        let previous = sqlx::query(
-            "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+        let previous = self
+            .sql(
+                "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NOT NULL",
-        )
-        .bind(token_hash.to_vec())
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(token_hash.to_vec())
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match previous {
             Some(row) => RefreshRotation::Reused { grant_id: row.try_get("grant_id")? },
             None => RefreshRotation::Invalid,
@@ -92,7 +98,8 @@ impl Store {
     }
 
     async fn grant_by_id(&self, id: &str) -> StoreResult<Option<Grant>> {
-        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+        let row = self
+            .sql(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -103,7 +110,7 @@ impl Store {
 impl GrantStore for Store {
     async fn create_grant_with_code(&self, g: &Grant, c: &CodeRecord) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        self.sql(
             "INSERT INTO grants (id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
         )
@@ -119,7 +126,7 @@ impl GrantStore for Store {
         .bind(g.expires_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        self.sql(
             "INSERT INTO authorization_codes (code_hash, grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, \
              created_at, expires_at, consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
         )
@@ -139,20 +146,24 @@ impl GrantStore for Store {
 
     async fn redeem_code(&self, code_hash: &[u8; 32], client_id: &str, now: i64) -> StoreResult<CodeRedemption> {
         // One conditional UPDATE: of any number of concurrent redemptions exactly one gets the
-        // row back (shared/design.md rule 3).
-        let row = sqlx::query(
-            "UPDATE authorization_codes SET consumed_at = $3 \
+        // row back (shared/design.md rule 3). The grant is checked by its key: `grant_id IN
+        // (SELECT id FROM grants WHERE …)` made SQLite list every live grant of every app on
+        // each redemption (issue 9 item 10).
+        let row = self
+            .sql(
+                "UPDATE authorization_codes SET consumed_at = $3 \
              WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
-             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL AND expires_at > $3) \
+             AND EXISTS (SELECT 1 FROM grants g WHERE g.id = authorization_codes.grant_id \
+             AND g.revoked_at IS NULL AND g.expires_at > $3) \
              RETURNING grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, created_at, expires_at",
-        )
-        .bind(code_hash.to_vec())
-        .bind(client_id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(code_hash.to_vec())
+            .bind(client_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else {
-            let previous = sqlx::query(
+            let previous = self.sql(
                 "SELECT grant_id FROM authorization_codes WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NOT NULL",
             )
             .bind(code_hash.to_vec())
@@ -183,7 +194,8 @@ impl GrantStore for Store {
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        let done = self
+            .sql("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(grant_id)
             .execute(&self.pool)
@@ -192,7 +204,8 @@ impl GrantStore for Store {
     }
 
     async fn revoke_grants_of_session(&self, sid: &str, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
+        let done = self
+            .sql("UPDATE grants SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(sid)
             .execute(&self.pool)
@@ -208,7 +221,7 @@ impl GrantStore for Store {
         now: i64,
         expires_at: i64,
     ) -> StoreResult<()> {
-        sqlx::query(
+        self.sql(
             "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, NULL)",
         )
         .bind(token_hash.to_vec())
@@ -235,7 +248,8 @@ impl GrantStore for Store {
         let mut tx = self.pool.begin().await?;
         // Marks the token used only if it is live and its grant is this client's and live:
         // parallel refreshes with one token get exactly one row back.
-        let row = sqlx::query(USE_UP_REFRESH_TOKEN)
+        let row = self
+            .sql(USE_UP_REFRESH_TOKEN)
             .bind(token_hash.to_vec())
             .bind(now)
             .bind(client_id)
@@ -250,7 +264,8 @@ impl GrantStore for Store {
         let token_scopes = scopes(&raw_scopes, &grant_id)?;
         // The UPDATE checked the grant was live, atomically. Read it without that filter: a
         // concurrent reuse may revoke it a moment later, and this caller still won the race.
-        let grant_row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+        let grant_row = self
+            .sql(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
             .bind(&grant_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -258,7 +273,7 @@ impl GrantStore for Store {
             return Ok(RefreshRotation::Invalid);
         };
         // RFC 6749 §6: the successor carries the same scope; it never outlives the grant.
-        sqlx::query(
+        self.sql(
             "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
              VALUES ($1, $2, $3, $4, $5, NULL)",
         )
@@ -279,21 +294,23 @@ impl GrantStore for Store {
         client_id: &str,
         now: i64,
     ) -> StoreResult<Option<ScopeSet>> {
-        let row = sqlx::query(
-            "SELECT r.scopes FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+        let row = self
+            .sql(
+                "SELECT r.scopes FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NULL AND r.expires_at > $3 \
              AND g.revoked_at IS NULL AND g.expires_at > $3",
-        )
-        .bind(token_hash.to_vec())
-        .bind(client_id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(token_hash.to_vec())
+            .bind(client_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| scopes(&r.try_get::<String, _>("scopes")?, "refresh token")).transpose()
     }
 
     async fn grant_is_live(&self, grant_id: &str, now: i64) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT 1 AS live FROM grants WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2")
+        let row = self
+            .sql("SELECT 1 AS live FROM grants WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2")
             .bind(grant_id)
             .bind(now)
             .fetch_optional(&self.pool)
@@ -302,7 +319,8 @@ impl GrantStore for Store {
     }
 
     async fn find_consent(&self, user_sub: &str, client_id: &str) -> StoreResult<Option<ScopeSet>> {
-        let row = sqlx::query("SELECT scopes FROM consents WHERE user_sub = $1 AND client_id = $2")
+        let row = self
+            .sql("SELECT scopes FROM consents WHERE user_sub = $1 AND client_id = $2")
             .bind(user_sub)
             .bind(client_id)
             .fetch_optional(&self.pool)
@@ -311,7 +329,7 @@ impl GrantStore for Store {
     }
 
     async fn save_consent(&self, user_sub: &str, client_id: &str, granted: &ScopeSet, now: i64) -> StoreResult<()> {
-        sqlx::query(
+        self.sql(
             "INSERT INTO consents (user_sub, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_sub, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
         )
@@ -325,12 +343,13 @@ impl GrantStore for Store {
     }
 
     async fn list_consents(&self, user_sub: &str) -> StoreResult<Vec<ConsentRecord>> {
-        let rows = sqlx::query(
-            "SELECT client_id, scopes, granted_at FROM consents WHERE user_sub = $1 ORDER BY granted_at, client_id",
-        )
-        .bind(user_sub)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .sql(
+                "SELECT client_id, scopes, granted_at FROM consents WHERE user_sub = $1 ORDER BY granted_at, client_id",
+            )
+            .bind(user_sub)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let client_id: String = r.try_get("client_id")?;
@@ -345,12 +364,13 @@ impl GrantStore for Store {
 
     async fn revoke_consent(&self, user_sub: &str, client_id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM consents WHERE user_sub = $1 AND client_id = $2")
+        let done = self
+            .sql("DELETE FROM consents WHERE user_sub = $1 AND client_id = $2")
             .bind(user_sub)
             .bind(client_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND client_id = $3 AND revoked_at IS NULL")
+        self.sql("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND client_id = $3 AND revoked_at IS NULL")
             .bind(now)
             .bind(user_sub)
             .bind(client_id)
@@ -363,7 +383,8 @@ impl GrantStore for Store {
     async fn delete_expired(&self, now: i64) -> StoreResult<u64> {
         let mut removed = 0;
         // Failure counters nobody has touched for a day: every window and lock is long over.
-        removed += sqlx::query("DELETE FROM throttles WHERE updated_at < $1")
+        removed += self
+            .sql("DELETE FROM throttles WHERE updated_at < $1")
             .bind(now - 86_400)
             .execute(&self.pool)
             .await?
@@ -374,7 +395,7 @@ impl GrantStore for Store {
             "DELETE FROM refresh_tokens WHERE expires_at < $1",
             "DELETE FROM sessions WHERE expires_at < $1",
         ] {
-            removed += sqlx::query(sql).bind(now).execute(&self.pool).await?.rows_affected();
+            removed += self.sql(sql).bind(now).execute(&self.pool).await?.rows_affected();
         }
         Ok(removed)
     }

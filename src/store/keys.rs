@@ -12,10 +12,12 @@ const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, alg, status, private_ke
 const KEY_LOCK_ID: i64 = 0x4c4b_4559;
 
 async fn insert_key<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    store: &Store,
     executor: E,
     key: &KeyRecord,
 ) -> StoreResult<bool> {
-    let done = sqlx::query(INSERT_KEY)
+    let done = store
+        .sql(INSERT_KEY)
         .bind(key.kid.clone())
         .bind(key.alg.as_str())
         .bind(key.status.as_str())
@@ -36,11 +38,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         match self.backend() {
             Backend::Postgres => {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(KEY_LOCK_ID).execute(&mut *tx).await?;
+                self.sql("SELECT pg_advisory_xact_lock($1)").bind(KEY_LOCK_ID).execute(&mut *tx).await?;
             }
             // A write statement takes SQLite's write lock for the rest of the transaction.
             Backend::Sqlite => {
-                sqlx::query("DELETE FROM signing_keys WHERE 1 = 0").execute(&mut *tx).await?;
+                self.sql("DELETE FROM signing_keys WHERE 1 = 0").execute(&mut *tx).await?;
             }
         }
         Ok(tx)
@@ -69,7 +71,8 @@ fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
 
 impl KeyStore for Store {
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"))
+        let rows = self
+            .sql(&format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(key_from_row).collect()
@@ -80,7 +83,8 @@ impl KeyStore for Store {
         plan: &mut (dyn FnMut(&[KeyRecord]) -> Vec<KeyChange> + Send),
     ) -> StoreResult<Vec<KeyChange>> {
         let mut tx = self.begin_key_locked().await?;
-        let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"))
+        let rows = self
+            .sql(&format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"))
             .fetch_all(&mut *tx)
             .await?;
         let records = rows.iter().map(key_from_row).collect::<StoreResult<Vec<_>>>()?;
@@ -88,11 +92,11 @@ impl KeyStore for Store {
         let mut applied = Vec::new();
         for change in changes {
             let done = match &change {
-                KeyChange::Publish(key) => insert_key(&mut *tx, key).await?,
+                KeyChange::Publish(key) => insert_key(self, &mut *tx, key).await?,
                 KeyChange::Activate { kid, retire, retired_at, removes_at } => {
                     // Retire first: the partial unique index allows one active key per algorithm.
                     if let Some(old) = retire {
-                        sqlx::query(
+                        self.sql(
                             "UPDATE signing_keys SET status = 'retired', retired_at = $1, removes_at = $2 \
                              WHERE kid = $3 AND status = 'active'",
                         )
@@ -102,7 +106,7 @@ impl KeyStore for Store {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    sqlx::query("UPDATE signing_keys SET status = 'active' WHERE kid = $1 AND status = 'next'")
+                    self.sql("UPDATE signing_keys SET status = 'active' WHERE kid = $1 AND status = 'next'")
                         .bind(kid)
                         .execute(&mut *tx)
                         .await?
@@ -110,7 +114,7 @@ impl KeyStore for Store {
                         == 1
                 }
                 KeyChange::Remove { kid } => {
-                    sqlx::query("DELETE FROM signing_keys WHERE kid = $1 AND status = 'retired'")
+                    self.sql("DELETE FROM signing_keys WHERE kid = $1 AND status = 'retired'")
                         .bind(kid)
                         .execute(&mut *tx)
                         .await?
@@ -128,7 +132,8 @@ impl KeyStore for Store {
 
     async fn revoke_key(&self, kid: &str, replacement: Option<&KeyRecord>) -> StoreResult<Option<KeyRecord>> {
         let mut tx = self.begin_key_locked().await?;
-        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM signing_keys WHERE kid = $1"))
+        let row = self
+            .sql(&format!("SELECT {KEY_COLUMNS} FROM signing_keys WHERE kid = $1"))
             .bind(kid)
             .fetch_optional(&mut *tx)
             .await?;
@@ -136,10 +141,10 @@ impl KeyStore for Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        sqlx::query("DELETE FROM signing_keys WHERE kid = $1").bind(kid).execute(&mut *tx).await?;
+        self.sql("DELETE FROM signing_keys WHERE kid = $1").bind(kid).execute(&mut *tx).await?;
         if removed.status == KeyStatus::Active {
             if let Some(replacement) = replacement {
-                if !insert_key(&mut *tx, replacement).await? {
+                if !insert_key(self, &mut *tx, replacement).await? {
                     return Err(StoreError::Conflict("the replacement key could not be stored".into()));
                 }
             }
@@ -150,6 +155,6 @@ impl KeyStore for Store {
 
     async fn insert_key_unless_active_exists(&self, key: &KeyRecord) -> StoreResult<bool> {
         // The partial unique index signing_keys_one_active makes this atomic on both backends.
-        insert_key(&self.pool, key).await
+        insert_key(self, &self.pool, key).await
     }
 }

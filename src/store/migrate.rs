@@ -11,12 +11,14 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (2, "users and login", include_str!("../../migrations/postgres/0002_users_and_login.sql")),
     (3, "mfa, throttling and audit", include_str!("../../migrations/postgres/0003_mfa_throttling_audit.sql")),
     (4, "key rotation", include_str!("../../migrations/postgres/0004_key_rotation.sql")),
+    (5, "key-driven lookups", include_str!("../../migrations/postgres/0005_key_driven_lookups.sql")),
 ];
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
     (2, "users and login", include_str!("../../migrations/sqlite/0002_users_and_login.sql")),
     (3, "mfa, throttling and audit", include_str!("../../migrations/sqlite/0003_mfa_throttling_audit.sql")),
     (4, "key rotation", include_str!("../../migrations/sqlite/0004_key_rotation.sql")),
+    (5, "key-driven lookups", include_str!("../../migrations/sqlite/0005_key_driven_lookups.sql")),
 ];
 
 impl Store {

@@ -13,6 +13,7 @@ mod keys;
 mod mfa;
 mod migrate;
 mod sessions;
+mod statements;
 mod throttles;
 mod users;
 

@@ -50,16 +50,18 @@ impl DbSessionStore {
         } else {
             "ON CONFLICT (id_hash) DO NOTHING"
         };
-        let done = sqlx::query(&format!(
-            "INSERT INTO sessions (id_hash, data, user_sub, expires_at) VALUES ($1, $2, $3, $4) {conflict}"
-        ))
-        .bind(id_hash(&record.id))
-        .bind(data)
-        .bind(user_of(record))
-        .bind(record.expiry_date.unix_timestamp())
-        .execute(&self.store.pool)
-        .await
-        .map_err(backend)?;
+        let done = self
+            .store
+            .sql(&format!(
+                "INSERT INTO sessions (id_hash, data, user_sub, expires_at) VALUES ($1, $2, $3, $4) {conflict}"
+            ))
+            .bind(id_hash(&record.id))
+            .bind(data)
+            .bind(user_of(record))
+            .bind(record.expiry_date.unix_timestamp())
+            .execute(&self.store.pool)
+            .await
+            .map_err(backend)?;
         Ok(done.rows_affected())
     }
 }
@@ -82,7 +84,9 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        let row = sqlx::query("SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2")
+        let row = self
+            .store
+            .sql("SELECT data, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2")
             .bind(id_hash(id))
             .bind(now())
             .fetch_optional(&self.store.pool)
@@ -98,7 +102,8 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        self.store
+            .sql("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash(id))
             .execute(&self.store.pool)
             .await

@@ -36,7 +36,8 @@ impl ThrottleStore for Store {
         lock_secs: i64,
         threshold: u32,
     ) -> StoreResult<AttemptCount> {
-        let row = sqlx::query(COUNT_ATTEMPT)
+        let row = self
+            .sql(COUNT_ATTEMPT)
             .bind(key)
             .bind(now)
             .bind(window_secs)
@@ -48,7 +49,7 @@ impl ThrottleStore for Store {
     }
 
     async fn clear_attempts(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM throttles WHERE key = $1").bind(key).execute(&self.pool).await?;
+        self.sql("DELETE FROM throttles WHERE key = $1").bind(key).execute(&self.pool).await?;
         Ok(())
     }
 }

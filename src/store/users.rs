@@ -36,19 +36,19 @@ impl Store {
         sub: &str,
         now: i64,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND revoked_at IS NULL")
+        self.sql("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(sub)
             .execute(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_sub = $1").bind(sub).execute(&mut **tx).await?;
+        self.sql("DELETE FROM sessions WHERE user_sub = $1").bind(sub).execute(&mut **tx).await?;
         Ok(())
     }
 }
 
 impl UserStore for Store {
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
-        sqlx::query(
+        self.sql(
             "INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, password_changed_at, disabled_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
         )
@@ -66,7 +66,8 @@ impl UserStore for Store {
     }
 
     async fn find_user(&self, sub: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE sub = $1"))
+        let row = self
+            .sql(&format!("SELECT {COLUMNS} FROM users WHERE sub = $1"))
             .bind(sub)
             .fetch_optional(&self.pool)
             .await?;
@@ -74,7 +75,8 @@ impl UserStore for Store {
     }
 
     async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
+        let row = self
+            .sql(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
             .bind(email)
             .fetch_optional(&self.pool)
             .await?;
@@ -83,20 +85,19 @@ impl UserStore for Store {
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let rows =
-            sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY created_at, sub")).fetch_all(&self.pool).await?;
+            self.sql(&format!("SELECT {COLUMNS} FROM users ORDER BY created_at, sub")).fetch_all(&self.pool).await?;
         rows.iter().map(user_from_row).collect()
     }
 
     async fn change_password(&self, sub: &str, password_hash: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE sub = $3",
-        )
-        .bind(password_hash)
-        .bind(now)
-        .bind(sub)
-        .execute(&mut *tx)
-        .await?;
+        let done = self
+            .sql("UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE sub = $3")
+            .bind(password_hash)
+            .bind(now)
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
@@ -107,7 +108,7 @@ impl UserStore for Store {
 
     async fn rehash_password(&self, sub: &str, old_hash: &str, new_hash: &str) -> StoreResult<()> {
         // Conditional: a password changed meanwhile is never overwritten by the old one's rehash.
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE sub = $2 AND password_hash = $3")
+        self.sql("UPDATE users SET password_hash = $1 WHERE sub = $2 AND password_hash = $3")
             .bind(new_hash)
             .bind(sub)
             .bind(old_hash)
@@ -118,12 +119,12 @@ impl UserStore for Store {
 
     async fn disable_user(&self, sub: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done =
-            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE sub = $2")
-                .bind(now)
-                .bind(sub)
-                .execute(&mut *tx)
-                .await?;
+        let done = self
+            .sql("UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE sub = $2")
+            .bind(now)
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
@@ -133,7 +134,8 @@ impl UserStore for Store {
     }
 
     async fn set_roles(&self, sub: &str, roles: &[String], now: i64) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE sub = $3")
+        let done = self
+            .sql("UPDATE users SET roles = $1, updated_at = $2 WHERE sub = $3")
             .bind(roles_json(roles))
             .bind(now)
             .bind(sub)

@@ -25,6 +25,7 @@ mod mfa;
 mod oidc_flow;
 mod outage;
 mod pages;
+mod query_plans;
 pub mod shutdown;
 mod single_use;
 mod throttling;
