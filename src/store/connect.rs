@@ -130,12 +130,6 @@ impl Store {
             .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Postgres {
-                        // Notices (`relation "_sqlx_migrations" already exists, skipping` on
-                        // every start) are not news; sqlx would log each at info. Warnings
-                        // and errors still come through (issue 9 item 9).
-                        conn.execute("SET client_min_messages = warning").await?;
-                    }
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; busy_timeout makes a writer
                         // wait for the lock instead of failing at once.
@@ -150,7 +144,11 @@ impl Store {
                         // new deployment) it reads whole tables as they grow, until autovacuum
                         // happens to analyse them. Measured: 11,546 code flows, 6,435 sequential
                         // scans of `grants`. Planning these one-row statements costs microseconds.
-                        conn.execute("SET plan_cache_mode = force_custom_plan").await?;
+                        // And notices (`relation "_sqlx_migrations" already exists, skipping` on
+                        // every start) are not news; sqlx would log each at info. Warnings and
+                        // errors still come through (issue 9 item 9). One round trip for both.
+                        conn.execute("SET plan_cache_mode = force_custom_plan; SET client_min_messages = warning")
+                            .await?;
                     }
                     Ok(())
                 })
