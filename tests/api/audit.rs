@@ -85,8 +85,12 @@ async fn sign_in_success_and_failure_are_recorded_with_address_and_user_agent() 
     let failed = events(&app, Some("sign_in.failed")).await;
     assert_eq!(failed.len(), 2);
     let (unknown, wrong) = (&failed[0], &failed[1]);
-    assert_eq!(wrong.detail, json!({ "reason": "wrong_password", "email": "ann@example.com" }));
-    assert_eq!(unknown.detail, json!({ "reason": "unknown_user", "email": "Nobody@Example.com" }), "as typed, trimmed");
+    assert_eq!(wrong.detail, json!({ "reason": "wrong_password", "email": "ann@example.com", "delay_ms": 0 }));
+    assert_eq!(
+        unknown.detail,
+        json!({ "reason": "unknown_user", "email": "Nobody@Example.com", "delay_ms": 0 }),
+        "as typed, trimmed"
+    );
     // The user is named when the email is an account's, so `latchkey audit --user` finds it.
     assert_eq!(wrong.user_sub.as_deref(), Some(ann.sub.as_str()));
     assert_eq!(unknown.user_sub, None);
