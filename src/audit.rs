@@ -20,12 +20,13 @@ pub mod kind {
     pub const CONSENT_REVOKED: &str = "consent.revoked";
     pub const CLIENT_CREATED: &str = "client.created";
     pub const CLIENT_SECRET_ROTATED: &str = "client.secret_rotated";
+    pub const CLIENT_UPDATED: &str = "client.updated";
     pub const CLIENT_DISABLED: &str = "client.disabled";
     pub const CLIENT_DELETED: &str = "client.deleted";
     pub const USER_CREATED: &str = "user.created";
     pub const USER_DISABLED: &str = "user.disabled";
 
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         SIGN_IN_SUCCEEDED,
         SIGN_IN_FAILED,
         ACCOUNT_LOCKED,
@@ -40,6 +41,7 @@ pub mod kind {
         CONSENT_REVOKED,
         CLIENT_CREATED,
         CLIENT_SECRET_ROTATED,
+        CLIENT_UPDATED,
         CLIENT_DISABLED,
         CLIENT_DELETED,
         USER_CREATED,

@@ -137,6 +137,9 @@ enum UserCommand {
 enum ClientCommand {
     /// Register a client; prints it as JSON, with the secret shown this one time.
     Create(CreateClient),
+    /// Change a client in place (same client_id and secret), validated like `create`; prints it
+    /// as JSON. Replicas see the change within `client_cache_ttl`.
+    Update(Box<UpdateClient>),
     /// List every client as a JSON array.
     List,
     /// Show one client as JSON.
@@ -199,6 +202,53 @@ struct CreateClient {
     require_mfa: bool,
 }
 
+#[derive(Args)]
+struct UpdateClient {
+    #[arg(allow_hyphen_values = true)]
+    client_id: String,
+    /// A new name (shown to users on the consent page).
+    #[arg(long)]
+    name: Option<String>,
+    /// Register another exact redirect URI; repeat for several.
+    #[arg(long = "add-redirect-uri")]
+    add_redirect_uris: Vec<String>,
+    /// Unregister a redirect URI (exactly as registered); repeat for several.
+    #[arg(long = "remove-redirect-uri")]
+    remove_redirect_uris: Vec<String>,
+    #[arg(long = "add-post-logout-redirect-uri")]
+    add_post_logout_redirect_uris: Vec<String>,
+    #[arg(long = "remove-post-logout-redirect-uri")]
+    remove_post_logout_redirect_uris: Vec<String>,
+    /// authorization_code, refresh_token or client_credentials.
+    #[arg(long = "add-grant-type")]
+    add_grant_types: Vec<String>,
+    #[arg(long = "remove-grant-type")]
+    remove_grant_types: Vec<String>,
+    #[arg(long = "add-scope")]
+    add_scopes: Vec<String>,
+    #[arg(long = "remove-scope")]
+    remove_scopes: Vec<String>,
+    #[arg(long = "add-role")]
+    add_roles: Vec<String>,
+    #[arg(long = "remove-role")]
+    remove_roles: Vec<String>,
+    /// A new `aud` for this client's access tokens.
+    #[arg(long, conflicts_with = "no_audience")]
+    audience: Option<String>,
+    /// Drop the client's own audience: its tokens get `default_audience` again.
+    #[arg(long)]
+    no_audience: bool,
+    /// RS256 or ES256.
+    #[arg(long)]
+    id_token_alg: Option<String>,
+    /// true: users are not asked for consent; false: they are.
+    #[arg(long)]
+    first_party: Option<bool>,
+    /// true: every sign-in for this app needs a second factor.
+    #[arg(long)]
+    require_mfa: Option<bool>,
+}
+
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
@@ -237,6 +287,36 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 map.insert("client_secret".into(), json!(secret));
             }
             print_json(&value)
+        }
+        ClientCommand::Update(u) => {
+            let changes = clients::ClientUpdate {
+                name: u.name,
+                add_redirect_uris: u.add_redirect_uris,
+                remove_redirect_uris: u.remove_redirect_uris,
+                add_post_logout_redirect_uris: u.add_post_logout_redirect_uris,
+                remove_post_logout_redirect_uris: u.remove_post_logout_redirect_uris,
+                add_grant_types: u.add_grant_types,
+                remove_grant_types: u.remove_grant_types,
+                add_scopes: u.add_scopes,
+                remove_scopes: u.remove_scopes,
+                add_roles: u.add_roles,
+                remove_roles: u.remove_roles,
+                audience: if u.no_audience { Some(None) } else { u.audience.map(Some) },
+                id_token_alg: u.id_token_alg,
+                first_party: u.first_party,
+                require_mfa: u.require_mfa,
+            };
+            let (client, changed) = clients::update(&store, &u.client_id, changes, now).await?;
+            if !changed.is_empty() {
+                audit::record(
+                    &store,
+                    AuditEvent::new(kind::CLIENT_UPDATED, now, &Origin::default())
+                        .client(&client.id)
+                        .detail(json!({ "by": "cli", "changed": changed })),
+                )
+                .await;
+            }
+            print_json(&client_json(&client))
         }
         ClientCommand::List => {
             let all = store.list_clients().await?;

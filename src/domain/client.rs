@@ -90,6 +90,26 @@ impl Client {
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
+
+    /// The registration this client would be made from. An update edits it and validates it
+    /// again with [`NewClient::validate`], so an update can never make a client that
+    /// registration would refuse.
+    pub fn registration(&self) -> NewClient {
+        let uris = |list: &[RedirectUri]| list.iter().map(|u| u.as_str().to_string()).collect();
+        NewClient {
+            name: self.name.clone(),
+            public: self.kind == ClientKind::Public,
+            first_party: self.first_party,
+            require_mfa: self.require_mfa,
+            redirect_uris: uris(&self.redirect_uris),
+            post_logout_redirect_uris: uris(&self.post_logout_redirect_uris),
+            grant_types: self.grant_types.iter().map(|g| g.as_str().to_string()).collect(),
+            scopes: self.scopes.to_vec(),
+            roles: self.roles.clone(),
+            audience: self.audience.clone(),
+            id_token_alg: self.id_token_alg.map(|a| a.as_str().to_string()),
+        }
+    }
 }
 
 /// What an admin asks for when registering a client, before validation.

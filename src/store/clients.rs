@@ -104,6 +104,30 @@ impl ClientStore for Store {
         rows.iter().map(client_from_row).collect()
     }
 
+    async fn update_client(&self, c: &Client, now: i64) -> StoreResult<bool> {
+        let done = self
+            .sql(
+                "UPDATE clients SET name = $1, first_party = $2, redirect_uris = $3, post_logout_redirect_uris = $4, \
+                 grant_types = $5, scopes = $6, roles = $7, audience = $8, id_token_alg = $9, require_mfa = $10, \
+                 updated_at = $11 WHERE id = $12",
+            )
+            .bind(&c.name)
+            .bind(i64::from(c.first_party))
+            .bind(json_list(c.redirect_uris.iter().map(|u| u.as_str().to_string())))
+            .bind(json_list(c.post_logout_redirect_uris.iter().map(|u| u.as_str().to_string())))
+            .bind(json_list(c.grant_types.iter().map(|g| g.as_str().to_string())))
+            .bind(c.scopes.to_string())
+            .bind(json_list(c.roles.iter().cloned()))
+            .bind(c.audience.clone())
+            .bind(c.id_token_alg.map(|a| a.as_str().to_string()))
+            .bind(i64::from(c.require_mfa))
+            .bind(now)
+            .bind(&c.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn set_client_secret(&self, id: &str, secret_hash: &[u8; 32], now: i64) -> StoreResult<bool> {
         let done = self
             .sql("UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE id = $3 AND kind = 'confidential'")

@@ -131,11 +131,13 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer; busy_timeout makes a writer
-                        // wait for the lock instead of failing at once.
+                        // busy_timeout makes a writer wait for the lock instead of failing at
+                        // once; it comes first, because switching to (or confirming) WAL takes a
+                        // lock too, and a CLI command starting while the server writes got
+                        // SQLITE_BUSY there. WAL lets readers run beside the one writer.
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     } else {
                         // Issue 9 item 10: plan each execution for the tables as they are now.

@@ -52,6 +52,9 @@ pub trait ClientStore: Send + Sync {
     fn insert_client(&self, client: &Client) -> impl Future<Output = StoreResult<()>> + Send;
     fn find_client(&self, id: &str) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
     fn list_clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
+    /// Replaces every registration field of `client` (not its id, secret, creation or disabled
+    /// time); false when no such client exists.
+    fn update_client(&self, client: &Client, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Replaces the secret hash; false when no such client exists.
     fn set_client_secret(
         &self,

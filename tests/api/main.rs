@@ -12,6 +12,7 @@ mod authorize_hint;
 mod browser;
 mod cli;
 mod client_disable;
+mod client_update;
 mod connections;
 mod csrf;
 mod discovery;
