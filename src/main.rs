@@ -191,6 +191,10 @@ struct CreateClient {
     /// How this app's ID tokens are signed: RS256 (default) or ES256.
     #[arg(long)]
     id_token_alg: Option<String>,
+    /// A browser origin (scheme://host[:port]) that may read the token, userinfo and revocation
+    /// answers, besides the origins of the redirect URIs; repeat for several.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
     /// A client that can't keep a secret (browser or native app); uses PKCE alone.
     #[arg(long)]
     public: bool,
@@ -232,6 +236,11 @@ struct UpdateClient {
     add_roles: Vec<String>,
     #[arg(long = "remove-role")]
     remove_roles: Vec<String>,
+    /// A browser origin (scheme://host[:port]) allowed to read this client's answers (CORS).
+    #[arg(long = "add-allowed-origin")]
+    add_allowed_origins: Vec<String>,
+    #[arg(long = "remove-allowed-origin")]
+    remove_allowed_origins: Vec<String>,
     /// A new `aud` for this client's access tokens.
     #[arg(long, conflicts_with = "no_audience")]
     audience: Option<String>,
@@ -273,6 +282,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 roles: c.roles,
                 audience: c.audience,
                 id_token_alg: c.id_token_alg,
+                allowed_origins: c.allowed_origins,
             };
             let (client, secret) = clients::create(&store, request, now).await?;
             audit::record(
@@ -301,6 +311,8 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 remove_scopes: u.remove_scopes,
                 add_roles: u.add_roles,
                 remove_roles: u.remove_roles,
+                add_allowed_origins: u.add_allowed_origins,
+                remove_allowed_origins: u.remove_allowed_origins,
                 audience: if u.no_audience { Some(None) } else { u.audience.map(Some) },
                 id_token_alg: u.id_token_alg,
                 first_party: u.first_party,

@@ -45,6 +45,7 @@ pub fn client_json(client: &Client) -> Value {
         "scopes": client.scopes.to_vec(),
         "roles": client.roles,
         "audience": client.audience,
+        "allowed_origins": client.allowed_origins,
         "id_token_signed_response_alg": client.id_token_alg.map(|a| a.as_str()).unwrap_or("RS256"),
         "created_at": client.created_at,
         "disabled": client.disabled_at.is_some(),
@@ -74,6 +75,7 @@ pub async fn create<S: ClientStore>(
         roles: valid.roles,
         audience: valid.audience,
         id_token_alg: valid.id_token_alg,
+        allowed_origins: valid.allowed_origins,
         created_at: now,
         disabled_at: None,
     };
@@ -95,6 +97,8 @@ pub struct ClientUpdate {
     pub remove_scopes: Vec<String>,
     pub add_roles: Vec<String>,
     pub remove_roles: Vec<String>,
+    pub add_allowed_origins: Vec<String>,
+    pub remove_allowed_origins: Vec<String>,
     /// `Some(None)` clears the client's own audience (back to `default_audience`).
     pub audience: Option<Option<String>>,
     pub id_token_alg: Option<String>,
@@ -146,6 +150,16 @@ pub async fn update<S: ClientStore>(
     edit_list(&mut r.grant_types, &changes.add_grant_types, &changes.remove_grant_types, "grant type")?;
     edit_list(&mut r.scopes, &changes.add_scopes, &changes.remove_scopes, "scope")?;
     edit_list(&mut r.roles, &changes.add_roles, &changes.remove_roles, "role")?;
+    // Compared as browsers send them, so `--remove-allowed-origin https://A.example/` finds it.
+    let normalised = |list: &[String]| -> Vec<String> {
+        list.iter().map(|o| crate::domain::parse_allowed_origin(o).unwrap_or_else(|_| o.clone())).collect()
+    };
+    edit_list(
+        &mut r.allowed_origins,
+        &normalised(&changes.add_allowed_origins),
+        &normalised(&changes.remove_allowed_origins),
+        "allowed origin",
+    )?;
     if let Some(audience) = changes.audience {
         r.audience = audience;
     }
@@ -177,6 +191,7 @@ pub async fn update<S: ClientStore>(
         roles: valid.roles,
         audience: valid.audience,
         id_token_alg: valid.id_token_alg,
+        allowed_origins: valid.allowed_origins,
         ..current.clone()
     };
     let (before, after) = (client_json(&current), client_json(&updated));

@@ -80,9 +80,19 @@ pub struct Client {
     pub id_token_alg: Option<SigningAlg>,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
+    /// Browser origins registered explicitly for CORS, beside those of the redirect URIs.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Client {
+    /// Whether a browser app at `origin` may read this client's answers at the token, userinfo
+    /// and revocation endpoints: an origin of one of its redirect URIs, or one it registered
+    /// explicitly (issue 11 item 1). Exact: scheme, host and port.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+            || self.redirect_uris.iter().any(|uri| super::redirect_origin(uri).as_deref() == Some(origin))
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.disabled_at.is_none()
     }
@@ -108,6 +118,7 @@ impl Client {
             roles: self.roles.clone(),
             audience: self.audience.clone(),
             id_token_alg: self.id_token_alg.map(|a| a.as_str().to_string()),
+            allowed_origins: self.allowed_origins.clone(),
         }
     }
 }
@@ -126,6 +137,7 @@ pub struct NewClient {
     pub roles: Vec<String>,
     pub audience: Option<String>,
     pub id_token_alg: Option<String>,
+    pub allowed_origins: Vec<String>,
 }
 
 /// A registration that passed every check; turned into a [`Client`] once it has an id and secret.
@@ -142,6 +154,7 @@ pub struct ValidatedClient {
     pub roles: Vec<String>,
     pub audience: Option<String>,
     pub id_token_alg: Option<SigningAlg>,
+    pub allowed_origins: Vec<String>,
 }
 
 const MAX_NAME: usize = 200;
@@ -240,6 +253,14 @@ impl NewClient {
 
         let id_token_alg = self.id_token_alg.as_deref().map(str::parse::<SigningAlg>).transpose()?;
 
+        let mut allowed_origins: Vec<String> = Vec::new();
+        for raw in &self.allowed_origins {
+            let origin = super::parse_allowed_origin(raw)?;
+            if !allowed_origins.contains(&origin) {
+                allowed_origins.push(origin);
+            }
+        }
+
         Ok(ValidatedClient {
             name,
             kind,
@@ -252,6 +273,7 @@ impl NewClient {
             roles,
             audience,
             id_token_alg,
+            allowed_origins,
         })
     }
 }

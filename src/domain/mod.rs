@@ -2,11 +2,13 @@
 //! `RedirectUri` or a `ScopeSet` never has to check it again.
 
 mod client;
+mod origin;
 mod redirect_uri;
 mod scope;
 mod signing_alg;
 
 pub use client::{is_plausible_client_id, Client, ClientKind, GrantType, NewClient, ValidatedClient};
+pub use origin::{parse_allowed_origin, redirect_origin};
 pub use redirect_uri::{is_loopback_host, RedirectUri, RedirectUriError};
 pub use scope::{ScopeError, ScopeSet};
 pub use signing_alg::SigningAlg;

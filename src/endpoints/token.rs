@@ -7,6 +7,7 @@ use axum::Json;
 
 use crate::authn::client_auth_key;
 use crate::http::client_ip::Requester;
+use crate::http::cors;
 use crate::http::error::no_store;
 use crate::oauth::client_auth::presented_client_id;
 use crate::oauth::params::Params;
@@ -35,9 +36,19 @@ pub async fn token(
         Err(error) => return error.into_response(),
     };
     let client_id = presented_client_id(authorization.as_deref(), &params);
+    // Issue 11 item 1: a page of an origin the client has not registered is refused before
+    // the grant runs; a registered one may read the answer, errors included.
+    let origin = match cors::check_client_origin(&state, &headers, client_id.as_deref()).await {
+        Ok(origin) => origin,
+        Err(refused) => return refused,
+    };
+    let readable = |response: Response| match &origin {
+        Some(origin) => cors::allow(response, origin),
+        None => response,
+    };
     let bucket = requester.ip.map(|ip| client_auth_key(ip, client_id.as_deref()));
     if let Some(wait) = bucket.as_ref().and_then(|key| state.client_auth_failures().retry_after(key)) {
-        return too_many(wait.as_secs());
+        return readable(too_many(wait.as_secs()));
     }
     let keys = state.keys();
     let ctx = TokenContext {
@@ -48,14 +59,14 @@ pub async fn token(
         now: unix_now(),
     };
     match exchange(ctx, &params, authorization.as_deref()).await {
-        Ok(response) => no_store((StatusCode::OK, Json(response)).into_response()),
+        Ok(response) => readable(no_store((StatusCode::OK, Json(response)).into_response())),
         Err(error) => {
             if error.code == ErrorCode::InvalidClient {
                 if let Some(key) = bucket {
                     state.client_auth_failures().record_failure(key);
                 }
             }
-            error.into_response()
+            readable(error.into_response())
         }
     }
 }

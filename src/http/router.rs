@@ -8,6 +8,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use super::cors;
 use super::headers::security_headers;
 use super::page_errors::{rejections_as_pages, session_save_failures};
 use super::paths;
@@ -54,14 +55,21 @@ pub fn build(state: AppState) -> Router {
         // Outside the session layer, to see its answer when saving the session failed.
         .layer(axum::middleware::from_fn_with_state(state.clone(), session_save_failures))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rejections_as_pages));
-    let mut router = Router::new()
-        .merge(pages)
-        .route(paths::STYLESHEET, get(web::assets::stylesheet))
+    // Discovery and the JWKS: readable from any origin (issue 11 item 1).
+    let public_documents = Router::new()
         .route(paths::DISCOVERY, get(endpoints::discovery::metadata))
         .route(paths::AUTHORIZATION_SERVER_METADATA, get(endpoints::discovery::metadata))
         .route(paths::JWKS, get(endpoints::jwks::jwks))
-        .route(paths::TOKEN, post(endpoints::token::token))
-        .route(paths::USERINFO, get(endpoints::userinfo::userinfo).post(endpoints::userinfo::userinfo))
+        .route_layer(axum::middleware::from_fn(cors::public_documents));
+    let mut router = Router::new()
+        .merge(pages)
+        .route(paths::STYLESHEET, get(web::assets::stylesheet))
+        .merge(public_documents)
+        .route(paths::TOKEN, post(endpoints::token::token).options(cors::preflight))
+        .route(
+            paths::USERINFO,
+            get(endpoints::userinfo::userinfo).post(endpoints::userinfo::userinfo).options(cors::preflight),
+        )
         .route(paths::HEALTHZ, get(endpoints::health::healthz))
         .route(paths::READYZ, get(endpoints::health::readyz))
         .fallback(endpoints::not_found)

@@ -14,6 +14,7 @@ mod cli;
 mod client_disable;
 mod client_update;
 mod connections;
+mod cors;
 mod csrf;
 mod discovery;
 mod health;
