@@ -380,6 +380,15 @@ async fn wait_for_title(browser: &Client, title: &str) {
     .await
 }
 
+/// Waits for the document's `<title>` (pages of the test's own apps have no #page-title).
+async fn wait_for_document_title(browser: &Client, title: &str) {
+    poll(
+        &format!("the document titled {title:?}"),
+        || async move { (browser.title().await.ok()? == title).then_some(()) },
+    )
+    .await
+}
+
 /// The visible text of the page's main card.
 async fn page_text(browser: &Client) -> String {
     text_of(browser, Locator::Css("main")).await
@@ -481,10 +490,19 @@ impl Drop for ChromeDriver {
 
 /// Serves the app's callback: any GET gets a 200 with a small page. Returns the callback URL.
 async fn serve_callback_page() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the callback server");
+    let origin = serve_pages(vec![("/", "text/html; charset=utf-8", CALLBACK_PAGE.as_bytes().to_vec())]).await;
+    format!("{origin}/callback")
+}
+
+/// A static web server on its own origin: each GET gets the first page whose path prefix
+/// matches (the query is ignored), else 404. Returns the origin, `http://127.0.0.1:PORT`.
+async fn serve_pages(pages: Vec<(&'static str, &'static str, Vec<u8>)>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a page server");
     let port = listener.local_addr().expect("addr").port();
+    let pages = std::sync::Arc::new(pages);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let pages = pages.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -494,17 +512,25 @@ async fn serve_callback_page() -> String {
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{CALLBACK_PAGE}",
-                    CALLBACK_PAGE.len()
+                let line = String::from_utf8_lossy(&request);
+                let path = line.split(' ').nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
+                let page = pages.iter().find(|(prefix, _, _)| path.starts_with(prefix));
+                let (status, content_type, body): (&str, &str, &[u8]) = match page {
+                    Some((_, content_type, body)) => ("200 OK", content_type, body),
+                    None => ("404 Not Found", "text/plain", b"not found"),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n",
+                    body.len()
                 );
-                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body).await;
                 let _ = stream.shutdown().await;
             });
         }
     });
-    format!("http://127.0.0.1:{port}/callback")
+    format!("http://127.0.0.1:{port}")
 }
 
 /// Waits until the browser's URL starts with `prefix`; returns that URL.
@@ -568,4 +594,158 @@ where
         assert!(Instant::now() < deadline, "timed out after {STEP:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The pinned browser OIDC library the single-page-app test runs (from npm, installed on first
+/// use into the test's temp dir; `.ci/run` makes sure npm is there).
+const OIDC_CLIENT_TS: &str = "oidc-client-ts@3.5.0";
+
+/// The library's browser bundle (a global `oidc`), installed with npm when missing.
+fn oidc_client_ts_bundle() -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("spa-deps");
+    let bundle = dir.join("node_modules/oidc-client-ts/dist/browser/oidc-client-ts.min.js");
+    if !bundle.is_file() {
+        std::fs::create_dir_all(&dir).expect("spa-deps dir");
+        let status = Command::new("npm")
+            .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(OIDC_CLIENT_TS)
+            .status()
+            .expect("npm is installed (.ci/run installs it)");
+        assert!(status.success(), "npm install {OIDC_CLIENT_TS} failed");
+    }
+    std::fs::read(&bundle).expect("the oidc-client-ts bundle")
+}
+
+/// The SPA: `/` starts the sign-in (client_id and authority from its own query string), and
+/// `/callback` finishes it with the library, calls userinfo and refreshes — every call to
+/// Latchkey cross-origin — then writes what it saw as JSON into #result.
+const SPA_INDEX: &str = r#"<!doctype html><title>SPA</title><script src="/oidc-client-ts.js"></script>
+<script>
+const q = new URLSearchParams(location.search);
+sessionStorage.setItem("cfg", JSON.stringify({ authority: q.get("authority"), client_id: q.get("client_id") }));
+const cfg = JSON.parse(sessionStorage.getItem("cfg"));
+new oidc.UserManager({ authority: cfg.authority, client_id: cfg.client_id, redirect_uri: location.origin + "/callback",
+  response_type: "code", scope: "openid email offline_access" }).signinRedirect();
+</script>"#;
+
+const SPA_CALLBACK: &str = r#"<!doctype html><title>SPA callback</title><pre id="result"></pre>
+<script src="/oidc-client-ts.js"></script>
+<script>
+(async () => {
+  const cfg = JSON.parse(sessionStorage.getItem("cfg"));
+  const mgr = new oidc.UserManager({ authority: cfg.authority, client_id: cfg.client_id,
+    redirect_uri: location.origin + "/callback", response_type: "code", scope: "openid email offline_access" });
+  const out = {};
+  const show = (step) => { out.step = step; document.getElementById("result").textContent = JSON.stringify(out); };
+  try {
+    show("callback");
+    const user = await mgr.signinCallback();
+    show("userinfo");
+    out.sub = user.profile.sub;
+    out.first_refresh = user.refresh_token;
+    const info = await fetch(cfg.authority + "/userinfo", { headers: { Authorization: "Bearer " + user.access_token } });
+    out.userinfo_status = info.status;
+    out.userinfo = await info.json();
+    show("refresh");
+    const renewed = await mgr.signinSilent();
+    out.renewed_access_differs = renewed.access_token !== user.access_token;
+    out.refresh = renewed.refresh_token;
+  } catch (e) { out.error = String(e && e.message || e); }
+  document.getElementById("result").textContent = JSON.stringify(out);
+  document.title = "SPA done";
+})();
+</script>"#;
+
+/// A page on an origin no client registered: it tries to spend a refresh token at /token.
+const FOREIGN_PAGE: &str = r#"<!doctype html><title>Foreign</title><pre id="result"></pre><script>
+(async () => {
+  const q = new URLSearchParams(location.search);
+  let outcome;
+  try {
+    const r = await fetch(q.get("authority") + "/token", { method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "refresh_token", client_id: q.get("client_id"), refresh_token: q.get("rt") }) });
+    outcome = "read " + r.status;
+  } catch (e) { outcome = "blocked"; }
+  document.getElementById("result").textContent = outcome;
+  document.title = "Foreign done";
+})();
+</script>"#;
+
+/// Issue 11 item 1: a real single-page-app library (oidc-client-ts) in Chromium, on its own
+/// origin, as a public client: sign-in through the hosted pages, the code exchange, userinfo and
+/// a refresh, all cross-origin. A page on an unregistered origin can't read the token endpoint's
+/// answer, and its request spends nothing.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver; .ci/run does)"
+)]
+async fn a_single_page_app_signs_in_reads_userinfo_and_refreshes_cross_origin() {
+    let (chromedriver_bin, chromium_bin) = browser_binaries();
+    let bundle = oidc_client_ts_bundle();
+    let driver = ChromeDriver::start(&chromedriver_bin).await;
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let spa_origin = serve_pages(vec![
+        ("/oidc-client-ts.js", "text/javascript", bundle),
+        ("/callback", "text/html; charset=utf-8", SPA_CALLBACK.as_bytes().to_vec()),
+        ("/", "text/html; charset=utf-8", SPA_INDEX.as_bytes().to_vec()),
+    ])
+    .await;
+    let foreign_origin = serve_pages(vec![("/", "text/html; charset=utf-8", FOREIGN_PAGE.as_bytes().to_vec())]).await;
+    let client = app
+        .register(NewClient {
+            name: "Example App".into(),
+            public: true,
+            redirect_uris: vec![format!("{spa_origin}/callback")],
+            ..NewClient::default()
+        })
+        .await;
+
+    let browser = driver.session(&chromium_bin).await;
+    let (result, foreign) = drive(&browser, async {
+        let start = format!("{spa_origin}/?authority={}&client_id={}", app.address, client.id);
+        browser.goto(&start).await.expect("open the SPA");
+        wait_for_url(&browser, &app.url("/login?rid=")).await;
+        submit_password(&browser, &user.email).await;
+        approve_consent(&browser, &app, &user.email, None).await;
+        wait_for_url(&browser, &format!("{spa_origin}/callback")).await;
+        let waited = tokio::time::timeout(STEP, wait_for_document_title(&browser, "SPA done")).await;
+        if waited.is_err() {
+            panic!("the SPA did not finish: {}", text_of(&browser, Locator::Id("result")).await);
+        }
+        let result: serde_json::Value =
+            serde_json::from_str(&text_of(&browser, Locator::Id("result")).await).expect("the SPA's JSON");
+        let rt = result["refresh"].as_str().unwrap_or_default().to_string();
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("authority", app.address.as_str()), ("client_id", client.id.as_str()), ("rt", rt.as_str())])
+            .finish();
+        browser.goto(&format!("{foreign_origin}/?{query}")).await.expect("open the foreign page");
+        wait_for_document_title(&browser, "Foreign done").await;
+        (result, text_of(&browser, Locator::Id("result")).await)
+    })
+    .await;
+
+    assert!(result.get("error").is_none(), "the SPA failed: {result}");
+    assert_eq!(result["sub"], user.sub.as_str());
+    assert_eq!(result["userinfo_status"], 200);
+    assert_eq!(result["userinfo"]["email"], "ann@example.com");
+    assert_eq!(result["renewed_access_differs"], true, "{result}");
+    let (first, renewed) = (result["first_refresh"].as_str().unwrap(), result["refresh"].as_str().unwrap());
+    assert_ne!(first, renewed, "the refresh token rotated");
+    assert_eq!(foreign, "blocked", "an unregistered origin can't read /token's answer");
+    // The foreign page's request spent nothing: the SPA's refresh token still works.
+    let (status, body) = {
+        let response = app
+            .http
+            .post(app.token_url())
+            .form(&[("grant_type", "refresh_token"), ("client_id", client.id.as_str()), ("refresh_token", renewed)])
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(status, 200, "{body}");
 }
