@@ -82,6 +82,12 @@ async fn every_field_can_be_changed_in_place() {
         (vec!["--id-token-alg", "ES256"], "id_token_signed_response_alg", json!("ES256")),
         (vec!["--first-party", "true"], "first_party", json!(true)),
         (vec!["--first-party", "false"], "first_party", json!(false)),
+        (
+            vec!["--add-allowed-origin", "https://SPA.shop.example/"],
+            "allowed_origins",
+            json!(["https://spa.shop.example"]),
+        ),
+        (vec!["--remove-allowed-origin", "https://spa.shop.example"], "allowed_origins", json!([])),
         (vec!["--require-mfa", "true"], "require_mfa", json!(true)),
     ];
     for (flags, field, expected) in steps {
@@ -93,13 +99,13 @@ async fn every_field_can_be_changed_in_place() {
     // One event per update that changed something, naming what changed.
     let events = cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"]));
     let events = events.as_array().unwrap();
-    assert_eq!(events.len(), 17);
+    assert_eq!(events.len(), 19);
     assert_eq!(events[0]["detail"]["changed"], json!(["require_mfa"]), "newest first");
     // An update that changes nothing records nothing.
     update(&db, &id, &["--name", "Shop 2"]);
     assert_eq!(
         cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"])).as_array().unwrap().len(),
-        17
+        19
     );
 
     // Same secret: the client_credentials grant added above works with the original secret.
@@ -133,6 +139,9 @@ async fn an_update_is_validated_like_create_and_changes_nothing_when_refused() {
     refused(&db, &id, &["--id-token-alg", "HS256"], "unsupported signing algorithm");
     refused(&db, &id, &["--add-role", "two words"], "role");
     refused(&db, &id, &["--name", " "], "name must be");
+    refused(&db, &id, &["--add-allowed-origin", "http://spa.example"], "allowed origin");
+    refused(&db, &id, &["--add-allowed-origin", "https://spa.example/app"], "allowed origin");
+    refused(&db, &id, &["--add-allowed-origin", "null"], "allowed origin");
     refused(
         &db,
         &public_id,
