@@ -201,3 +201,20 @@ mod tests {
         assert!(!name.matches("http://localhost:9999/cb"));
     }
 }
+
+#[cfg(test)]
+mod length_tests {
+    use super::*;
+
+    /// The length bound's edge: a registration of exactly MAX_LEN bytes is accepted, one byte
+    /// more is refused (found by cargo-mutants: no test pinned the bound).
+    #[test]
+    fn the_length_bound_is_exact() {
+        let base = "https://app.example.com/cb?x=";
+        let at = format!("{base}{}", "a".repeat(MAX_LEN - base.len()));
+        assert_eq!(at.len(), MAX_LEN);
+        assert!(RedirectUri::parse(&at).is_ok());
+        let over = format!("{at}a");
+        assert!(matches!(RedirectUri::parse(&over), Err(RedirectUriError::TooLong(_))));
+    }
+}
