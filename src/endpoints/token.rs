@@ -40,10 +40,13 @@ pub async fn token(
         return too_many(wait.as_secs());
     }
     let keys = state.keys();
+    let origin = requester.origin();
     let ctx = TokenContext {
         clients: state.clients(),
         store: state.store(),
         keys: &keys,
+        master: state.master_key(),
+        origin: &origin,
         settings: state.token_settings(),
         now: unix_now(),
     };
