@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use latchkey::domain::{CodeRedemption, RefreshRotation};
+use latchkey::domain::{CodeRedemption, RefreshRotation, Successor};
 use latchkey::store::{Backend, GrantStore, Store};
 use reqwest::Url;
 use sqlx::{Connection, Row};
@@ -164,14 +164,17 @@ async fn refresh(store: &Store, phase: u8, first: u64, seconds: f64, limit: u64)
     let mut latencies = Vec::new();
     let mut token = hash(phase, first);
     for k in 1..=limit {
-        let successor = hash(phase | 0x80, k);
+        let next = hash(phase | 0x80, k);
+        // As the default settings store it: with a sealed copy for the 10 s reuse grace window
+        // (issue 11 item 4; 84 bytes: version, nonce, 43-character token, tag).
+        let successor = Successor { hash: next, sealed: Some(vec![0u8; 84]), sealed_until: now() + 10 };
         let t = Instant::now();
         match store.rotate_refresh_token(&token, &successor, CLIENT_ID, now(), IDLE_SECS).await? {
             RefreshRotation::Rotated { .. } => {}
             other => bail!("rotation {k} of phase {phase} failed: {other:?}"),
         }
         latencies.push(t.elapsed());
-        token = successor;
+        token = next;
         if start.elapsed().as_secs_f64() >= seconds {
             break;
         }

@@ -25,8 +25,11 @@ pub mod kind {
     pub const CLIENT_DELETED: &str = "client.deleted";
     pub const USER_CREATED: &str = "user.created";
     pub const USER_DISABLED: &str = "user.disabled";
+    /// A rotated refresh token came back outside the grace rules and its family was revoked
+    /// (issue 11 item 4; RFC 9700 §4.14.2).
+    pub const REFRESH_TOKEN_REUSE_DETECTED: &str = "refresh_token.reuse_detected";
 
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         SIGN_IN_SUCCEEDED,
         SIGN_IN_FAILED,
         ACCOUNT_LOCKED,
@@ -46,6 +49,7 @@ pub mod kind {
         CLIENT_DELETED,
         USER_CREATED,
         USER_DISABLED,
+        REFRESH_TOKEN_REUSE_DETECTED,
     ];
 }
 

@@ -145,6 +145,10 @@ pub struct Settings {
     pub refresh_token_idle_ttl: HumanDuration,
     /// No refresh token of a grant outlives this, however often it is rotated.
     pub refresh_token_absolute_ttl: HumanDuration,
+    /// After a refresh token is rotated, a second presentation of it within this window, while
+    /// its successor is unused, is answered with that same successor instead of revoking the
+    /// family (two tabs refreshing at once; issue 11 item 4). 0 turns it off.
+    pub refresh_token_reuse_grace: HumanDuration,
     /// A browser session ends this long after it was last written (sign-in or an answered
     /// page); reads alone do not extend it, so they cost no write.
     pub session_idle_ttl: HumanDuration,
@@ -236,6 +240,7 @@ impl Default for Settings {
             authorization_code_ttl: HumanDuration::secs(60),
             refresh_token_idle_ttl: HumanDuration::secs(14 * 86400),
             refresh_token_absolute_ttl: HumanDuration::secs(90 * 86400),
+            refresh_token_reuse_grace: HumanDuration::secs(10),
             session_idle_ttl: HumanDuration::secs(8 * 3600),
             password_hash_memory_kib: 19 * 1024,
             password_hash_iterations: 2,
@@ -356,6 +361,13 @@ impl Settings {
         }
         if self.refresh_token_absolute_ttl.0 < self.refresh_token_idle_ttl.0 {
             return Err(invalid("refresh_token_absolute_ttl", "must be at least refresh_token_idle_ttl"));
+        }
+        // Issue 11 item 4: the window only has to cover requests already in flight when the
+        // rotation committed (two tabs, a retried request). Each second longer is a second in
+        // which a thief who replays a just-rotated token gets the live successor too, and the
+        // successor is kept (sealed) that long.
+        if self.refresh_token_reuse_grace.as_secs() > 60 {
+            return Err(invalid("refresh_token_reuse_grace", "must be at most 60s (0 turns it off)"));
         }
         if self.session_idle_ttl.0.as_secs() < 60 {
             return Err(invalid("session_idle_ttl", "must be at least 1m"));
@@ -583,6 +595,16 @@ mod tests {
         assert!(s.validated().unwrap_err().to_string().contains("`shutdown_delay`"));
         // Zero delay is allowed: no load balancer in front.
         assert!(Settings { shutdown_delay: HumanDuration::secs(0), ..Settings::default() }.validated().is_ok());
+    }
+
+    #[test]
+    fn the_refresh_reuse_grace_is_short() {
+        assert_eq!(Settings::default().validated().unwrap().refresh_token_reuse_grace.as_secs(), 10);
+        assert!(Settings { refresh_token_reuse_grace: HumanDuration::secs(0), ..Settings::default() }
+            .validated()
+            .is_ok());
+        let s = Settings { refresh_token_reuse_grace: HumanDuration::secs(61), ..Settings::default() };
+        assert!(s.validated().unwrap_err().to_string().contains("`refresh_token_reuse_grace`"));
     }
 
     #[test]

@@ -71,6 +71,7 @@ impl AppState {
             },
             refresh_idle_secs: settings.refresh_token_idle_ttl.as_secs(),
             refresh_absolute_secs: settings.refresh_token_absolute_ttl.as_secs(),
+            refresh_reuse_grace_secs: settings.refresh_token_reuse_grace.as_secs(),
         };
         let discovery = Bytes::from(crate::oidc::discovery::metadata(&settings.issuer).to_string());
         let public_cache_control =

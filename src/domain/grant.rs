@@ -42,13 +42,32 @@ pub enum CodeRedemption {
     Invalid,
 }
 
+/// The token that replaces a rotated refresh token (its hash), and — while the reuse grace
+/// window is on — the token itself sealed with the master key, so that a second presentation of
+/// its predecessor within the window can be answered with this same token (issue 11 item 4).
+#[derive(Clone, Debug)]
+pub struct Successor {
+    pub hash: [u8; 32],
+    /// Sealed with associated data that names the predecessor (`keys::seal::seal_successor`);
+    /// `None` when `refresh_token_reuse_grace` is 0 (strict rotation: nothing is kept).
+    pub sealed: Option<Vec<u8>>,
+    /// When the grace window closes (Unix seconds); ignored without `sealed`.
+    pub sealed_until: i64,
+}
+
 /// What presenting a refresh token found.
 #[derive(Clone, Debug)]
 pub enum RefreshRotation {
     /// The token was live and is now used; its grant and scopes are returned.
     Rotated { grant: Box<Grant>, scopes: ScopeSet },
-    /// The token had been used already: reuse. The caller revokes the grant.
-    Reused { grant_id: String },
+    /// The token was rotated within the grace window and its successor has not been used:
+    /// the caller answers with that same successor (opened from `sealed`), so the family does
+    /// not branch (issue 11 item 4).
+    Repeated { grant: Box<Grant>, scopes: ScopeSet, successor_hash: [u8; 32], sealed: Vec<u8> },
+    /// The token had been used already, and no grace applies: reuse. The caller revokes the
+    /// grant. `successor_used` says whether the token that replaced it had been used too
+    /// (otherwise the window had passed, or was off).
+    Reused { grant_id: String, user_sub: String, successor_used: bool },
     /// Unknown, expired, revoked, or another client's.
     Invalid,
 }

@@ -38,11 +38,11 @@ pub async fn token(
     let client_id = presented_client_id(authorization.as_deref(), &params);
     // Issue 11 item 1: a page of an origin the client has not registered is refused before
     // the grant runs; a registered one may read the answer, errors included.
-    let origin = match cors::check_client_origin(&state, &headers, client_id.as_deref()).await {
+    let web_origin = match cors::check_client_origin(&state, &headers, client_id.as_deref()).await {
         Ok(origin) => origin,
         Err(refused) => return refused,
     };
-    let readable = |response: Response| match &origin {
+    let readable = |response: Response| match &web_origin {
         Some(origin) => cors::allow(response, origin),
         None => response,
     };
@@ -51,10 +51,14 @@ pub async fn token(
         return readable(too_many(wait.as_secs()));
     }
     let keys = state.keys();
+    // Who asked, for the audit trail (a reused refresh token).
+    let origin = requester.origin();
     let ctx = TokenContext {
         clients: state.clients(),
         store: state.store(),
         keys: &keys,
+        master: state.master_key(),
+        origin: &origin,
         settings: state.token_settings(),
         now: unix_now(),
     };

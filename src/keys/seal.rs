@@ -44,6 +44,42 @@ pub fn open(master: &MasterKey, sealed: &[u8], aad: &[u8]) -> Result<zeroize::Ze
         .map_err(|_| SealError::Open)
 }
 
+/// Associated data of a sealed refresh-token successor: a label and both hashes, so the sealed
+/// copy opens only when looked up through the token it replaced, and only as that successor
+/// (a copy moved to another row, or answered for another predecessor, does not open).
+fn successor_aad(predecessor_hash: &[u8; 32], successor_hash: &[u8; 32]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(24 + 64);
+    aad.extend_from_slice(b"latchkey refresh successor");
+    aad.extend_from_slice(predecessor_hash);
+    aad.extend_from_slice(successor_hash);
+    aad
+}
+
+/// Seals a refresh token's successor for the reuse grace window (issue 11 item 4).
+pub fn seal_successor(
+    master: &MasterKey,
+    predecessor_hash: &[u8; 32],
+    successor_hash: &[u8; 32],
+    successor: &str,
+) -> Result<Vec<u8>, SealError> {
+    seal(master, successor.as_bytes(), &successor_aad(predecessor_hash, successor_hash))
+}
+
+/// Opens what [`seal_successor`] sealed; the token must hash to `successor_hash`.
+pub fn open_successor(
+    master: &MasterKey,
+    predecessor_hash: &[u8; 32],
+    successor_hash: &[u8; 32],
+    sealed: &[u8],
+) -> Result<String, SealError> {
+    let plain = open(master, sealed, &successor_aad(predecessor_hash, successor_hash))?;
+    let token = String::from_utf8(plain.to_vec()).map_err(|_| SealError::Open)?;
+    if crate::secret::sha256(&token) != *successor_hash {
+        return Err(SealError::Open);
+    }
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +96,17 @@ mod tests {
         bad[last] ^= 1;
         assert!(open(&key, &bad, b"kid-1").is_err());
         assert!(open(&key, &[], b"kid-1").is_err());
+    }
+
+    #[test]
+    fn a_sealed_successor_opens_only_for_its_predecessor() {
+        let key = MasterKey::from_bytes([3; 32]);
+        let token = "successor-token";
+        let (a, b) = ([1u8; 32], crate::secret::sha256(token));
+        let sealed = seal_successor(&key, &a, &b, token).unwrap();
+        assert_eq!(open_successor(&key, &a, &b, &sealed).unwrap(), token);
+        assert!(open_successor(&key, &[2; 32], &b, &sealed).is_err(), "another predecessor");
+        assert!(open_successor(&key, &a, &[4; 32], &sealed).is_err(), "another successor");
+        assert!(!sealed.windows(token.len()).any(|w| w == token.as_bytes()), "not in the clear");
     }
 }

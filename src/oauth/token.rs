@@ -7,9 +7,10 @@ use super::client_auth::{authenticate, presented_client, ClientLookup};
 use super::grants::{authorization_code, client_credentials, refresh_token};
 use super::params::Params;
 use super::OAuthError;
-use crate::keys::KeyRing;
+use crate::audit::Origin;
+use crate::keys::{KeyRing, MasterKey};
 use crate::oidc::id_token::IdTokenSettings;
-use crate::store::{GrantStore, UserStore};
+use crate::store::{AuditStore, GrantStore, UserStore};
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Debug, Serialize)]
@@ -38,19 +39,26 @@ pub struct TokenSettings {
     pub id: IdTokenSettings,
     pub refresh_idle_secs: i64,
     pub refresh_absolute_secs: i64,
+    /// `refresh_token_reuse_grace`: how long after a rotation a second presentation of the old
+    /// token is answered with the same successor (0: never; issue 11 item 4).
+    pub refresh_reuse_grace_secs: i64,
 }
 
 /// What the token endpoint needs besides the request.
-pub struct TokenContext<'a, L: ClientLookup, S: GrantStore + UserStore> {
+pub struct TokenContext<'a, L: ClientLookup, S: GrantStore + UserStore + AuditStore> {
     pub clients: &'a L,
     pub store: &'a S,
     pub keys: &'a KeyRing,
+    /// Seals a rotated refresh token's successor for the reuse grace window.
+    pub master: &'a MasterKey,
+    /// Who is asking, for the audit trail (refresh token reuse).
+    pub origin: &'a Origin,
     pub settings: &'a TokenSettings,
     pub now: i64,
 }
 
 /// Handles one token request: `params` is the parsed body, `authorization` the raw header.
-pub async fn exchange<L: ClientLookup, S: GrantStore + UserStore>(
+pub async fn exchange<L: ClientLookup, S: GrantStore + UserStore + AuditStore>(
     ctx: TokenContext<'_, L, S>,
     params: &Params,
     authorization: Option<&str>,
@@ -63,7 +71,7 @@ pub async fn exchange<L: ClientLookup, S: GrantStore + UserStore>(
         "authorization_code" => {
             authorization_code::grant(ctx.store, ctx.keys, ctx.settings, &client, params, ctx.now).await
         }
-        "refresh_token" => refresh_token::grant(ctx.store, ctx.keys, ctx.settings, &client, params, ctx.now).await,
+        "refresh_token" => refresh_token::grant(&ctx, &client, params).await,
         // The resource owner password grant is deliberately absent (RFC 9700 §2.4: MUST NOT).
         other => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type `{}` is not supported here; supported: authorization_code, refresh_token, client_credentials",

@@ -2,17 +2,21 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Backend, GrantStore, Store, StoreError, StoreResult};
-use crate::domain::{CodeRecord, CodeRedemption, ConsentRecord, Grant, RefreshRotation, ScopeSet};
+use crate::domain::{CodeRecord, CodeRedemption, ConsentRecord, Grant, RefreshRotation, ScopeSet, Successor};
 
 const GRANT_COLUMNS: &str =
     "id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at";
 
-/// Uses up refresh token $1 at time $2 if it is live and its grant is client $3's and live.
+/// Uses up refresh token $1 at time $2 if it is live and its grant is client $3's and live, and
+/// records its successor's hash $4 (issue 11 item 4: a second presentation within the grace
+/// window finds the successor by its primary key). Its own sealed copy, kept for its
+/// predecessor's grace window, goes in the same write: a used token is never handed out again.
 /// Of any number of concurrent callers with one token, exactly one gets the row back.
 /// The grant is checked by its key (`EXISTS … g.id = refresh_tokens.grant_id`), never as
 /// `grant_id IN (SELECT id FROM grants WHERE client_id = …)`, which SQLite answers by building
 /// the list of all of the app's grants on every call (issue 9 item 10).
-const USE_UP_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2 \
+const USE_UP_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2, successor_hash = $4, \
+     sealed_token = NULL, sealed_until = NULL \
      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
      AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id \
      AND g.client_id = $3 AND g.revoked_at IS NULL AND g.expires_at > $2) \
@@ -48,7 +52,7 @@ impl Store {
     async fn rotate_refresh_token_in_one_statement(
         &self,
         token_hash: &[u8; 32],
-        new_hash: &[u8; 32],
+        successor: &Successor,
         client_id: &str,
         now: i64,
         idle_secs: i64,
@@ -56,8 +60,9 @@ impl Store {
         let row = self
             .sql(&format!(
                 "WITH used AS ({USE_UP_REFRESH_TOKEN}), successor AS ( \
-                INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
-                SELECT $4, used.grant_id, used.scopes, $2, LEAST($5, g.expires_at), NULL \
+                INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at, \
+                sealed_token, sealed_until) \
+                SELECT $4, used.grant_id, used.scopes, $2, LEAST($5, g.expires_at), NULL, $6, $7 \
                 FROM used JOIN grants g ON g.id = used.grant_id \
                 RETURNING grant_id \
              ) \
@@ -67,8 +72,10 @@ impl Store {
             .bind(token_hash.to_vec())
             .bind(now)
             .bind(client_id)
-            .bind(new_hash.to_vec())
+            .bind(successor.hash.to_vec())
             .bind(now + idle_secs)
+            .bind(successor.sealed.clone())
+            .bind(successor.sealed.as_ref().map(|_| successor.sealed_until))
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = row {
@@ -76,25 +83,56 @@ impl Store {
             let token_scopes = scopes(&row.try_get::<String, _>("token_scopes")?, &grant.id)?;
             return Ok(RefreshRotation::Rotated { grant: Box::new(grant), scopes: token_scopes });
         }
-        self.why_not_rotated(token_hash, client_id).await
+        self.why_not_rotated(token_hash, client_id, now).await
     }
 
-    /// After a rotation found nothing: a token this client used before is reuse; anything
-    /// else (unknown, expired, revoked, another client's) is simply invalid.
-    async fn why_not_rotated(&self, token_hash: &[u8; 32], client_id: &str) -> StoreResult<RefreshRotation> {
-        let previous = self
-            .sql(
-                "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-             WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NOT NULL",
-            )
+    /// After a rotation found nothing, one read (a new statement, so on Postgres it sees the
+    /// rotation a concurrent caller just committed): a token of this client that was used
+    /// within the grace window, whose successor is unused and whose grant is live, is a repeat
+    /// (issue 11 item 4); any other used token of this client is reuse; anything else
+    /// (unknown, expired, another client's) is simply invalid. The successor is found by its
+    /// primary key through the used token's `successor_hash`.
+    async fn why_not_rotated(&self, token_hash: &[u8; 32], client_id: &str, now: i64) -> StoreResult<RefreshRotation> {
+        let row = self
+            .sql(&format!(
+                "SELECT {cols}, s.token_hash AS successor_hash, s.used_at AS successor_used_at, \
+                 s.sealed_token AS successor_sealed, s.sealed_until AS successor_sealed_until, \
+                 s.expires_at AS successor_expires_at, s.scopes AS successor_scopes \
+                 FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+                 LEFT JOIN refresh_tokens s ON s.token_hash = r.successor_hash \
+                 WHERE r.token_hash = $1 AND g.client_id = $2 AND r.used_at IS NOT NULL",
+                cols = GRANT_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ")
+            ))
             .bind(token_hash.to_vec())
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match previous {
-            Some(row) => RefreshRotation::Reused { grant_id: row.try_get("grant_id")? },
-            None => RefreshRotation::Invalid,
-        })
+        let Some(row) = row else { return Ok(RefreshRotation::Invalid) };
+        let grant = grant_from_row(&row)?;
+        let successor_used = row.try_get::<Option<i64>, _>("successor_used_at")?.is_some();
+        let sealed: Option<Vec<u8>> = row.try_get("successor_sealed")?;
+        let sealed_until: Option<i64> = row.try_get("successor_sealed_until")?;
+        let successor_expires_at: Option<i64> = row.try_get("successor_expires_at")?;
+        let grant_live = grant.revoked_at.is_none() && grant.expires_at > now;
+        // The window is open, the successor unused (its sealed copy goes when it is used) and
+        // still valid, and the family alive: the same successor again.
+        if let (Some(sealed), Some(until), Some(expires), false, true) =
+            (sealed, sealed_until, successor_expires_at, successor_used, grant_live)
+        {
+            if until > now && expires > now {
+                let hash: Vec<u8> = row.try_get("successor_hash")?;
+                let successor_hash = <[u8; 32]>::try_from(hash.as_slice())
+                    .map_err(|_| StoreError::Corrupt(format!("grant {}: refresh token hash", grant.id)))?;
+                let token_scopes = scopes(&row.try_get::<String, _>("successor_scopes")?, &grant.id)?;
+                return Ok(RefreshRotation::Repeated {
+                    grant: Box::new(grant),
+                    scopes: token_scopes,
+                    successor_hash,
+                    sealed,
+                });
+            }
+        }
+        Ok(RefreshRotation::Reused { user_sub: grant.user_sub, grant_id: grant.id, successor_used })
     }
 
     async fn grant_by_id(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -237,13 +275,13 @@ impl GrantStore for Store {
     async fn rotate_refresh_token(
         &self,
         token_hash: &[u8; 32],
-        new_hash: &[u8; 32],
+        successor: &Successor,
         client_id: &str,
         now: i64,
         idle_secs: i64,
     ) -> StoreResult<RefreshRotation> {
         if self.backend() == Backend::Postgres {
-            return self.rotate_refresh_token_in_one_statement(token_hash, new_hash, client_id, now, idle_secs).await;
+            return self.rotate_refresh_token_in_one_statement(token_hash, successor, client_id, now, idle_secs).await;
         }
         let mut tx = self.pool.begin().await?;
         // Marks the token used only if it is live and its grant is this client's and live:
@@ -253,11 +291,12 @@ impl GrantStore for Store {
             .bind(token_hash.to_vec())
             .bind(now)
             .bind(client_id)
+            .bind(successor.hash.to_vec())
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
             tx.rollback().await?;
-            return self.why_not_rotated(token_hash, client_id).await;
+            return self.why_not_rotated(token_hash, client_id, now).await;
         };
         let grant_id: String = row.try_get("grant_id")?;
         let raw_scopes: String = row.try_get("scopes")?;
@@ -274,14 +313,16 @@ impl GrantStore for Store {
         };
         // RFC 6749 §6: the successor carries the same scope; it never outlives the grant.
         self.sql(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
-             VALUES ($1, $2, $3, $4, $5, NULL)",
+            "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at, \
+             sealed_token, sealed_until) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)",
         )
-        .bind(new_hash.to_vec())
+        .bind(successor.hash.to_vec())
         .bind(&grant_id)
         .bind(raw_scopes)
         .bind(now)
         .bind((now + idle_secs).min(grant.expires_at))
+        .bind(successor.sealed.clone())
+        .bind(successor.sealed.as_ref().map(|_| successor.sealed_until))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -397,6 +438,13 @@ impl GrantStore for Store {
         ] {
             removed += self.sql(sql).bind(now).execute(&self.pool).await?.rows_affected();
         }
+        // Sealed successors whose grace window has closed (issue 11 item 4): never served after
+        // it (the read checks `sealed_until`), and not kept either. A token's own use wipes its
+        // copy at once; this catches those never used. Not counted: nothing is deleted.
+        self.sql("UPDATE refresh_tokens SET sealed_token = NULL, sealed_until = NULL WHERE sealed_until < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(removed)
     }
 }

@@ -22,7 +22,8 @@ use std::future::Future;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::authn::AttemptCount;
 use crate::domain::{
-    Client, CodeRecord, CodeRedemption, ConsentRecord, Grant, KeyRecord, RefreshRotation, ScopeSet, TotpFactor, User,
+    Client, CodeRecord, CodeRedemption, ConsentRecord, Grant, KeyRecord, RefreshRotation, ScopeSet, Successor,
+    TotpFactor, User,
 };
 use crate::keys::lifecycle::KeyChange;
 
@@ -145,12 +146,15 @@ pub trait GrantStore: Send + Sync {
         expires_at: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Uses up a refresh token (one conditional UPDATE: if it is live and `client_id`'s) and
-    /// stores its successor `new_hash` with the same scopes, in one transaction. The successor
-    /// expires after `idle_secs`, never after the grant.
+    /// stores its successor with the same scopes (and its sealed copy, for the grace window),
+    /// in one transaction. The successor expires after `idle_secs`, never after the grant.
+    /// If the token was used already: [`RefreshRotation::Repeated`] with the stored successor
+    /// when that is unused and its window (`sealed_until`) still open, else
+    /// [`RefreshRotation::Reused`]. Never two successors: only the one winner inserts.
     fn rotate_refresh_token(
         &self,
         token_hash: &[u8; 32],
-        new_hash: &[u8; 32],
+        successor: &Successor,
         client_id: &str,
         now: i64,
         idle_secs: i64,

@@ -28,6 +28,7 @@ mod oidc_flow;
 mod outage;
 mod pages;
 mod query_plans;
+mod refresh_grace;
 pub mod shutdown;
 mod single_use;
 mod throttling;

@@ -84,10 +84,16 @@ async fn a_relying_party_logs_in_refreshes_reads_userinfo_and_logs_out() {
     assert_eq!(info.email().map(|e| e.as_str()), Some("ann@example.com"));
     assert_eq!(info.name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Ann Example"));
 
-    // Refresh: rotates; the old token is dead and its reuse revokes the family.
+    // Refresh: rotates. Presented again at once, while its successor is unused, the old token
+    // gets that same successor (the grace window, issue 11 item 4); once the successor has been
+    // used, the old token is dead and its reuse revokes the family.
     let refreshed = client.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http).await.expect("refresh");
     let rotated = refreshed.refresh_token().expect("a rotated refresh token").clone();
     assert_ne!(rotated.secret(), refresh.secret());
+    let again = client.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http).await.expect("in the window");
+    assert_eq!(again.refresh_token().map(|t| t.secret()), Some(rotated.secret()), "the same successor");
+    let refreshed = client.exchange_refresh_token(&rotated).unwrap().request_async(&rp_http).await.expect("refresh");
+    let rotated = refreshed.refresh_token().expect("a rotated refresh token").clone();
     match client.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http).await {
         Err(RequestTokenError::ServerResponse(e)) => assert_eq!(e.error().to_string(), "invalid_grant"),
         other => panic!("reused refresh token must fail: {other:?}"),

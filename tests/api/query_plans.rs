@@ -4,7 +4,8 @@
 //! The statements are collected from the running code, not from a hand-kept list: the store
 //! records the text of every distinct statement it runs while recording is on
 //! (`Store::record_statements`), the test drives every request path (sign-in with a wrong and a
-//! right password, consent, code, code replay, refresh, refresh reuse, userinfo,
+//! right password, consent, code, code replay, refresh, refresh within the grace window,
+//! refresh reuse (with its audit event), userinfo,
 //! client_credentials, a session's second code, TOTP enrolment and sign-in, recovery codes, the
 //! account pages, password change, app revocation, logout), then asks the database for the plan
 //! of each recorded statement:
@@ -138,10 +139,15 @@ async fn drive_every_request_path(app: &TestApp) {
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(app.userinfo_status(tokens["access_token"].as_str().unwrap()).await, 200);
 
-    // Refresh (narrower scope), then reuse of the rotated token.
+    // Refresh (narrower scope); the rotated token again within the grace window (the same
+    // successor back); the successor; then reuse of the rotated token.
     let first = tokens["refresh_token"].as_str().unwrap().to_string();
     let (status, refreshed) = app.refresh(&client, &first, Some("openid offline_access")).await;
     assert_eq!(status, 200, "{refreshed}");
+    let (status, repeated) = app.refresh(&client, &first, None).await;
+    assert_eq!((status, &repeated["refresh_token"]), (200, &refreshed["refresh_token"]), "{repeated}");
+    let (status, next) = app.refresh(&client, refreshed["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200, "{next}");
     let (status, reused) = app.refresh(&client, &first, None).await;
     assert_eq!((status, reused["error"].as_str()), (400, Some("invalid_grant")));
 

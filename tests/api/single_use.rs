@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey::domain::{CodeRedemption, RefreshRotation};
+use latchkey::domain::{CodeRedemption, RefreshRotation, Successor};
 use latchkey::secret::sha256;
 use latchkey::state::unix_now;
 use latchkey::store::{GrantStore, MfaStore, Store};
@@ -110,30 +110,73 @@ async fn a_code_is_redeemed_once_under_forced_interleaving() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_refresh_token_rotates_once_under_forced_interleaving() {
-    let app = spawn_app().await;
+/// Races one refresh token `ROUNDS` times; each caller offers its own successor, sealed when
+/// `grace` is on. Returns, per round, each caller's successor hash and what it got.
+async fn race_refreshes(app: &TestApp, grace: bool) -> Vec<Vec<([u8; 32], RefreshRotation)>> {
     app.user("ann@example.com").await;
     let client = app.web_app(true).await;
     let client_id = Arc::new(client.id.clone());
     let b = browser();
+    let mut rounds = Vec::new();
     for round in 0..ROUNDS {
         let pair = pkce();
         let code = app.code_for(&b, &client, "ann@example.com", "openid offline_access", &pair).await;
         let (status, tokens) = app.redeem(&client, &code, Some(&pair.verifier)).await;
-        assert_eq!(status, 200, "{tokens}");
+        assert_eq!(status, 200, "round {round}: {tokens}");
         let hash = sha256(tokens["refresh_token"].as_str().unwrap());
-        let results = race(&app, "refresh_tokens", |store| {
+        let results = race(app, "refresh_tokens", |store| {
             let client_id = client_id.clone();
             async move {
-                let successor = sha256(&latchkey::secret::random_token(32));
-                store.rotate_refresh_token(&hash, &successor, &client_id, unix_now(), 3600).await.unwrap()
+                let token = latchkey::secret::random_token(32);
+                let now = unix_now();
+                let successor = Successor {
+                    hash: sha256(&token),
+                    sealed: grace.then(|| format!("sealed {token}").into_bytes()),
+                    sealed_until: now + 60,
+                };
+                let result = store.rotate_refresh_token(&hash, &successor, &client_id, now, 3600).await.unwrap();
+                (successor.hash, result)
             }
         })
         .await;
-        let won = results.iter().filter(|r| matches!(r, RefreshRotation::Rotated { .. })).count();
-        let reused = results.iter().filter(|r| matches!(r, RefreshRotation::Reused { .. })).count();
+        rounds.push(results);
+    }
+    rounds
+}
+
+/// Strict rotation (`refresh_token_reuse_grace = 0`): exactly one caller rotates, every other
+/// one sees reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_token_rotates_once_under_forced_interleaving() {
+    let app = spawn_app().await;
+    for (round, results) in race_refreshes(&app, false).await.iter().enumerate() {
+        let won = results.iter().filter(|(_, r)| matches!(r, RefreshRotation::Rotated { .. })).count();
+        let reused = results.iter().filter(|(_, r)| matches!(r, RefreshRotation::Reused { .. })).count();
         assert_eq!((won, reused), (1, CALLERS - 1), "round {round}");
+    }
+}
+
+/// With the grace window (issue 11 item 4): still exactly one caller rotates and stores a
+/// successor; every other caller gets that same successor back (its sealed copy), never one of
+/// its own and never reuse — the family does not branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_grace_window_every_racer_gets_the_one_winners_successor() {
+    let app = spawn_app().await;
+    for (round, results) in race_refreshes(&app, true).await.iter().enumerate() {
+        let winners: Vec<&[u8; 32]> =
+            results.iter().filter(|(_, r)| matches!(r, RefreshRotation::Rotated { .. })).map(|(h, _)| h).collect();
+        assert_eq!(winners.len(), 1, "round {round}: exactly one rotation");
+        let winner = winners[0];
+        for (mine, result) in results {
+            match result {
+                RefreshRotation::Rotated { .. } => assert_eq!(mine, winner),
+                RefreshRotation::Repeated { successor_hash, sealed, .. } => {
+                    assert_eq!(successor_hash, winner, "round {round}: the winner's successor");
+                    assert!(sealed.starts_with(b"sealed "), "the stored sealed copy");
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
     }
 }
 

@@ -223,10 +223,11 @@ async fn refresh_rotates_narrows_and_refuses_wider_scope() {
 }
 
 // Worker threads, so the requests really run at once (issue 10 item 3); the store-level races
-// with a forced interleaving are in single_use.rs.
+// with a forced interleaving are in single_use.rs. Strict rotation (grace 0, issue 11 item 4);
+// with the default grace window see refresh_grace.rs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_refreshes_with_one_token_exactly_one_succeeds() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.refresh_token_reuse_grace = latchkey::config::HumanDuration::secs(0)).await;
     let user = app.user("ann@example.com").await;
     let client = app.web_app(true).await;
     let p = pkce();
