@@ -52,7 +52,10 @@ async fn security_headers_are_on_every_response() {
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
         assert!(h.get("strict-transport-security").is_none(), "no HSTS on a plain-http issuer");
-        assert!(h.get("access-control-allow-origin").is_none());
+        // Issue 11 item 1: the public documents are readable from any origin; nothing else is.
+        let public = path.starts_with("/.well-known/");
+        let acao = h.get("access-control-allow-origin").map(|v| v.to_str().unwrap());
+        assert_eq!(acao, public.then_some("*"), "{path}");
     }
     let missing = app.http.get(app.url("/no-such-page")).send().await.unwrap();
     assert_eq!(missing.status().as_u16(), 404);
