@@ -217,4 +217,11 @@ mod length_tests {
         let over = format!("{at}a");
         assert!(matches!(RedirectUri::parse(&over), Err(RedirectUriError::TooLong(_))));
     }
+
+    /// Error messages and logs show the URI exactly as registered.
+    #[test]
+    fn displays_as_registered() {
+        let raw = "https://app.example.com/cb?x=1";
+        assert_eq!(RedirectUri::parse(raw).unwrap().to_string(), raw);
+    }
 }
