@@ -113,3 +113,27 @@ mod tests {
         assert_eq!(wide.not_in(&allowed).collect::<Vec<_>>(), vec!["d"]);
     }
 }
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    /// The bounds' edges, pinned (cargo-mutants survivors): a token of exactly MAX_TOKEN_LEN
+    /// bytes and a set of exactly MAX_TOKENS tokens are accepted, one more is refused.
+    #[test]
+    fn token_length_and_count_bounds_are_exact() {
+        let longest = "a".repeat(MAX_TOKEN_LEN);
+        assert!(ScopeSet::parse(&longest).is_ok());
+        assert!(matches!(ScopeSet::parse(&format!("{longest}a")), Err(ScopeError::TooLong(_))));
+        let most: Vec<String> = (0..MAX_TOKENS).map(|i| format!("s{i}")).collect();
+        assert_eq!(ScopeSet::parse(&most.join(" ")).unwrap().to_vec().len(), MAX_TOKENS);
+        let one_more = format!("{} extra", most.join(" "));
+        assert!(matches!(ScopeSet::parse(&one_more), Err(ScopeError::TooMany(_))));
+    }
+
+    #[test]
+    fn emptiness() {
+        assert!(ScopeSet::parse("").unwrap().is_empty());
+        assert!(!ScopeSet::parse("openid").unwrap().is_empty());
+    }
+}
