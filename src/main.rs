@@ -173,7 +173,8 @@ struct CreateClient {
     /// Exact URI to return to after logout; repeat for several.
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
-    /// authorization_code, refresh_token or client_credentials; repeat for several.
+    /// authorization_code, refresh_token or client_credentials; repeat for several. `none`
+    /// alone: no grant types (a resource server that only introspects).
     #[arg(long = "grant-type")]
     grant_types: Vec<String>,
     /// A scope the client may be granted; repeat for several.
@@ -197,6 +198,11 @@ struct CreateClient {
     /// Every sign-in for this app needs a second factor; users without one enrol first.
     #[arg(long)]
     require_mfa: bool,
+    /// May call /introspect (RFC 7662) for tokens whose audience is its --audience or its
+    /// client_id: a resource server. Without --redirect-uri or --grant-type it gets no grant
+    /// types at all (`--grant-type none` says so explicitly).
+    #[arg(long)]
+    introspect: bool,
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
@@ -223,6 +229,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 roles: c.roles,
                 audience: c.audience,
                 id_token_alg: c.id_token_alg,
+                introspect: c.introspect,
             };
             let (client, secret) = clients::create(&store, request, now).await?;
             audit::record(

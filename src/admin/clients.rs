@@ -46,6 +46,7 @@ pub fn client_json(client: &Client) -> Value {
         "roles": client.roles,
         "audience": client.audience,
         "id_token_signed_response_alg": client.id_token_alg.map(|a| a.as_str()).unwrap_or("RS256"),
+        "introspect": client.introspect,
         "created_at": client.created_at,
         "disabled": client.disabled_at.is_some(),
         "disabled_at": client.disabled_at,
@@ -74,6 +75,7 @@ pub async fn create<S: ClientStore>(
         roles: valid.roles,
         audience: valid.audience,
         id_token_alg: valid.id_token_alg,
+        introspect: valid.introspect,
         created_at: now,
         disabled_at: None,
     };

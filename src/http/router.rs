@@ -62,6 +62,8 @@ pub fn build(state: AppState) -> Router {
         .route(paths::JWKS, get(endpoints::jwks::jwks))
         .route(paths::TOKEN, post(endpoints::token::token))
         .route(paths::USERINFO, get(endpoints::userinfo::userinfo).post(endpoints::userinfo::userinfo))
+        .route(paths::REVOKE, post(endpoints::revoke::revoke))
+        .route(paths::INTROSPECT, post(endpoints::introspect::introspect))
         .route(paths::HEALTHZ, get(endpoints::health::healthz))
         .route(paths::READYZ, get(endpoints::health::readyz))
         .fallback(endpoints::not_found)

@@ -5,7 +5,7 @@ use super::{ClientStore, Store, StoreError, StoreResult};
 use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
 
 const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
-     grant_types, scopes, roles, audience, id_token_alg, require_mfa, created_at, disabled_at";
+     grant_types, scopes, roles, audience, id_token_alg, require_mfa, introspect, created_at, disabled_at";
 
 fn json_list(values: impl Iterator<Item = String>) -> String {
     serde_json::Value::Array(values.map(serde_json::Value::String).collect()).to_string()
@@ -46,6 +46,7 @@ fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
         secret_hash,
         first_party: row.try_get::<i64, _>("first_party")? != 0,
         require_mfa: row.try_get::<i64, _>("require_mfa")? != 0,
+        introspect: row.try_get::<i64, _>("introspect")? != 0,
         redirect_uris: uris("redirect_uris")?,
         post_logout_redirect_uris: uris("post_logout_redirect_uris")?,
         grant_types,
@@ -67,7 +68,8 @@ impl ClientStore for Store {
         self.sql(
             "INSERT INTO clients (id, name, kind, secret_hash, first_party, redirect_uris, \
              post_logout_redirect_uris, grant_types, scopes, roles, audience, created_at, updated_at, disabled_at, \
-             id_token_alg, require_mfa) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
+             id_token_alg, require_mfa, introspect) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -84,6 +86,7 @@ impl ClientStore for Store {
         .bind(c.disabled_at)
         .bind(c.id_token_alg.map(|a| a.as_str().to_string()))
         .bind(i64::from(c.require_mfa))
+        .bind(i64::from(c.introspect))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -12,6 +12,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (3, "mfa, throttling and audit", include_str!("../../migrations/postgres/0003_mfa_throttling_audit.sql")),
     (4, "key rotation", include_str!("../../migrations/postgres/0004_key_rotation.sql")),
     (5, "key-driven lookups", include_str!("../../migrations/postgres/0005_key_driven_lookups.sql")),
+    (6, "revocation and introspection", include_str!("../../migrations/postgres/0006_revocation_introspection.sql")),
 ];
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -19,6 +20,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (3, "mfa, throttling and audit", include_str!("../../migrations/sqlite/0003_mfa_throttling_audit.sql")),
     (4, "key rotation", include_str!("../../migrations/sqlite/0004_key_rotation.sql")),
     (5, "key-driven lookups", include_str!("../../migrations/sqlite/0005_key_driven_lookups.sql")),
+    (6, "revocation and introspection", include_str!("../../migrations/sqlite/0006_revocation_introspection.sql")),
 ];
 
 impl Store {
