@@ -292,9 +292,14 @@ mod tests {
         assert!(NewClient { grant_types: vec!["none".into(), "client_credentials".into()], ..base() }
             .validate()
             .is_err());
-        assert!(NewClient { introspect: true, public: true, redirect_uris: vec!["https://a.example/cb".into()], ..base() }
-            .validate()
-            .is_err());
+        assert!(NewClient {
+            introspect: true,
+            public: true,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            ..base()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

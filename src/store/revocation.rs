@@ -6,7 +6,12 @@ use super::{RevocationStore, Store, StoreError, StoreResult};
 use crate::domain::{LiveRefreshToken, ScopeSet};
 
 impl RevocationStore for Store {
-    async fn revoke_grant_of_refresh_token(&self, token_hash: &[u8; 32], client_id: &str, now: i64) -> StoreResult<bool> {
+    async fn revoke_grant_of_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
         // RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate the access tokens of
         // the same grant: the whole grant goes. The grant is found by the token's key and then
         // by its own (a scalar subquery: one row each), and only if it is the caller's.

@@ -184,11 +184,7 @@ async fn expired_foreign_tampered_and_malformed_tokens_are_inactive() {
     parts[1] = &other_payload;
     let tampered = parts.join(".");
     let id_token = tokens["id_token"].as_str().unwrap();
-    let none_alg = format!(
-        "{}.{}.",
-        base64url(r#"{"alg":"none","typ":"at+jwt"}"#),
-        live.split('.').nth(1).unwrap()
-    );
+    let none_alg = format!("{}.{}.", base64url(r#"{"alg":"none","typ":"at+jwt"}"#), live.split('.').nth(1).unwrap());
     for (what, token) in [
         ("expired", expired.as_str()),
         ("foreign issuer", foreign.as_str()),
@@ -328,7 +324,10 @@ async fn a_resource_server_is_registered_with_the_cli_without_grant_types() {
     ));
     assert_eq!(explicit["grant_types"], json!([]));
     let service = cli_json(&latchkey_cli(&app.db, &["client", "create", "--name", "svc"], &[], None));
-    assert_eq!((service["introspect"].clone(), service["grant_types"].clone()), (json!(false), json!(["client_credentials"])));
+    assert_eq!(
+        (service["introspect"].clone(), service["grant_types"].clone()),
+        (json!(false), json!(["client_credentials"]))
+    );
     let refused = latchkey_cli(
         &app.db,
         &["client", "create", "--name", "spa", "--public", "--introspect", "--redirect-uri", "http://127.0.0.1:9/cb"],

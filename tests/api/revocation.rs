@@ -84,8 +84,7 @@ async fn resource_server(app: &TestApp) -> RegisteredClient {
 }
 
 async fn introspect(app: &TestApp, rs: &RegisteredClient, token: &str) -> Value {
-    let response =
-        app.http.post(app.url("/introspect")).basic_auth(&rs.id, Some(&rs.secret)).form(&[("token", token)]);
+    let response = app.http.post(app.url("/introspect")).basic_auth(&rs.id, Some(&rs.secret)).form(&[("token", token)]);
     let response = response.send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     response.json().await.unwrap()
