@@ -3,14 +3,16 @@
 # starts it on each backend, and measures `POST /introspect` with wrk (on the same machine) for
 #   - a user's JWT access token: signature check + the grant's revocation state (one read), and
 #   - a client-credentials JWT access token: signature check + its jti's revocation state.
-# Usage: benches/introspection.sh [seconds-per-run=10] [connections=32]
+# Usage: benches/introspection.sh [seconds-per-run=10] [connections=8]
+# BENCH_BACKENDS=sqlite narrows a run; BENCH_PERF=1 also records a CPU profile of the server
+# (perf, call graphs) during the user-token run and prints its top entries.
 # Bounded: each wrk run lasts the given seconds; the server is stopped at the end.
 # Figures go to stdout and benches/results/introspection-<date>.txt; docs/benchmarks.md records them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${1:-10}"
-CONNECTIONS="${2:-32}"
+CONNECTIONS="${2:-8}"
 THREADS="${WRK_THREADS:-1}"
 PORT="${BENCH_PORT:-18097}"
 PG_ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
@@ -113,8 +115,18 @@ LUA
   done
   # Warm up, then measure.
   wrk -t1 -c8 -d2s -s "$WORK/user.lua" "$BASE/introspect" >/dev/null
+  PERF=""
+  if [ "${BENCH_PERF:-0}" = 1 ]; then
+    perf record -q -F 999 -g -p "$SERVER" -o "$WORK/perf-$BACKEND.data" -- sleep "$DURATION" 2>/dev/null &
+    PERF=$!
+  fi
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/user.lua" "$BASE/introspect" >"$WORK/user.txt"
   report "introspect user access token" "$WORK/user.txt"
+  if [ -n "$PERF" ]; then
+    wait "$PERF" || true
+    perf report -q -i "$WORK/perf-$BACKEND.data" --no-children -g none --sort dso,symbol --percent-limit 1 \
+      2>/dev/null | sed 's/ *$//' | grep -v '^$' | head -30 | tee -a "$OUT"
+  fi
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/cc.lua" "$BASE/introspect" >"$WORK/cc.txt"
   report "introspect client-credentials token" "$WORK/cc.txt"
 
