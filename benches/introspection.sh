@@ -125,7 +125,7 @@ LUA
   if [ -n "$PERF" ]; then
     wait "$PERF" || true
     perf report -q -i "$WORK/perf-$BACKEND.data" --no-children -g none --sort dso,symbol --percent-limit 1 \
-      2>/dev/null | sed 's/ *$//' | grep -v '^$' | head -30 | tee -a "$OUT"
+      2>/dev/null | awk 'NF >= 4 {printf "    %8s  %-18s %s %s\n", $1, $2, $3, $4}' | head -30 | tee -a "$OUT"
   fi
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/cc.lua" "$BASE/introspect" >"$WORK/cc.txt"
   report "introspect client-credentials token" "$WORK/cc.txt"
