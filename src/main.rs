@@ -176,7 +176,8 @@ struct CreateClient {
     /// Exact URI to return to after logout; repeat for several.
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
-    /// authorization_code, refresh_token or client_credentials; repeat for several.
+    /// authorization_code, refresh_token or client_credentials; repeat for several. `none`
+    /// alone: no grant types (a resource server that only introspects).
     #[arg(long = "grant-type")]
     grant_types: Vec<String>,
     /// A scope the client may be granted; repeat for several.
@@ -204,6 +205,11 @@ struct CreateClient {
     /// Every sign-in for this app needs a second factor; users without one enrol first.
     #[arg(long)]
     require_mfa: bool,
+    /// May call /introspect (RFC 7662) for tokens whose audience is its --audience or its
+    /// client_id: a resource server. Without --redirect-uri or --grant-type it gets no grant
+    /// types at all (`--grant-type none` says so explicitly).
+    #[arg(long)]
+    introspect: bool,
 }
 
 #[derive(Args)]
@@ -256,6 +262,9 @@ struct UpdateClient {
     /// true: every sign-in for this app needs a second factor.
     #[arg(long)]
     require_mfa: Option<bool>,
+    /// true: may call /introspect for tokens meant for it (a resource server).
+    #[arg(long)]
+    introspect: Option<bool>,
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
@@ -283,6 +292,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 audience: c.audience,
                 id_token_alg: c.id_token_alg,
                 allowed_origins: c.allowed_origins,
+                introspect: c.introspect,
             };
             let (client, secret) = clients::create(&store, request, now).await?;
             audit::record(
@@ -317,6 +327,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 id_token_alg: u.id_token_alg,
                 first_party: u.first_party,
                 require_mfa: u.require_mfa,
+                introspect: u.introspect,
             };
             let (client, changed) = clients::update(&store, &u.client_id, changes, now).await?;
             if !changed.is_empty() {

@@ -47,6 +47,7 @@ pub fn client_json(client: &Client) -> Value {
         "audience": client.audience,
         "allowed_origins": client.allowed_origins,
         "id_token_signed_response_alg": client.id_token_alg.map(|a| a.as_str()).unwrap_or("RS256"),
+        "introspect": client.introspect,
         "created_at": client.created_at,
         "disabled": client.disabled_at.is_some(),
         "disabled_at": client.disabled_at,
@@ -76,6 +77,7 @@ pub async fn create<S: ClientStore>(
         audience: valid.audience,
         id_token_alg: valid.id_token_alg,
         allowed_origins: valid.allowed_origins,
+        introspect: valid.introspect,
         created_at: now,
         disabled_at: None,
     };
@@ -104,6 +106,7 @@ pub struct ClientUpdate {
     pub id_token_alg: Option<String>,
     pub first_party: Option<bool>,
     pub require_mfa: Option<bool>,
+    pub introspect: Option<bool>,
 }
 
 /// Adds `add` to `list` (once each) and takes `remove` out; removing what isn't there is an
@@ -172,9 +175,14 @@ pub async fn update<S: ClientStore>(
     if let Some(require_mfa) = changes.require_mfa {
         r.require_mfa = require_mfa;
     }
+    if let Some(introspect) = changes.introspect {
+        r.introspect = introspect;
+    }
     // `create` fills in defaults for what is left empty; an update that empties a list means it.
-    if registration.grant_types.is_empty() {
-        return Err(AdminError::Invalid("a client needs at least one grant type".into()));
+    if registration.grant_types.is_empty() && !registration.introspect {
+        return Err(AdminError::Invalid(
+            "a client needs at least one grant type (or --introspect true: a resource server)".into(),
+        ));
     }
     if registration.scopes.is_empty() && registration.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(AdminError::Invalid("an app that signs users in needs at least one scope".into()));
@@ -192,6 +200,7 @@ pub async fn update<S: ClientStore>(
         audience: valid.audience,
         id_token_alg: valid.id_token_alg,
         allowed_origins: valid.allowed_origins,
+        introspect: valid.introspect,
         ..current.clone()
     };
     let (before, after) = (client_json(&current), client_json(&updated));

@@ -78,6 +78,9 @@ pub struct Client {
     /// How this client's ID tokens are signed (OIDC Registration `id_token_signed_response_alg`);
     /// RS256 when `None`, the algorithm every OIDC relying party must support.
     pub id_token_alg: Option<SigningAlg>,
+    /// May call the introspection endpoint (RFC 7662) for tokens meant for it: a resource
+    /// server (`client create --introspect`, issue 11 item 3).
+    pub introspect: bool,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
     /// Browser origins registered explicitly for CORS, beside those of the redirect URIs.
@@ -119,6 +122,7 @@ impl Client {
             audience: self.audience.clone(),
             id_token_alg: self.id_token_alg.map(|a| a.as_str().to_string()),
             allowed_origins: self.allowed_origins.clone(),
+            introspect: self.introspect,
         }
     }
 }
@@ -138,6 +142,8 @@ pub struct NewClient {
     pub audience: Option<String>,
     pub id_token_alg: Option<String>,
     pub allowed_origins: Vec<String>,
+    /// `--introspect`: may call /introspect (a resource server).
+    pub introspect: bool,
 }
 
 /// A registration that passed every check; turned into a [`Client`] once it has an id and secret.
@@ -155,6 +161,7 @@ pub struct ValidatedClient {
     pub audience: Option<String>,
     pub id_token_alg: Option<SigningAlg>,
     pub allowed_origins: Vec<String>,
+    pub introspect: bool,
 }
 
 const MAX_NAME: usize = 200;
@@ -198,13 +205,23 @@ impl NewClient {
         let post_logout_redirect_uris = parse_uris(&self.post_logout_redirect_uris)?;
 
         let mut grant_types = Vec::new();
-        for raw in &self.grant_types {
+        // `--grant-type none`: a client that gets no tokens at all, such as a resource server
+        // that only introspects (issue 11 item 3). It stands alone.
+        let no_grants = self.grant_types.iter().any(|g| g == "none");
+        if no_grants && self.grant_types.len() > 1 {
+            return Err("--grant-type none cannot be combined with other grant types".into());
+        }
+        for raw in self.grant_types.iter().filter(|_| !no_grants) {
             let grant: GrantType = raw.parse()?;
             if !grant_types.contains(&grant) {
                 grant_types.push(grant);
             }
         }
-        if grant_types.is_empty() {
+        if self.introspect && kind == ClientKind::Public {
+            // RFC 7662 §2.1: the endpoint needs authorization; a public client proves nothing.
+            return Err("a public client cannot introspect: it has no secret to authenticate with".into());
+        }
+        if grant_types.is_empty() && !no_grants && !(self.introspect && redirect_uris.is_empty()) {
             // A sensible default: apps that redirect users sign them in; the rest are services.
             grant_types = if !redirect_uris.is_empty() {
                 vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
@@ -274,6 +291,7 @@ impl NewClient {
             audience,
             id_token_alg,
             allowed_origins,
+            introspect: self.introspect,
         })
     }
 }
@@ -304,6 +322,27 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.contains("public client"), "{err}");
+    }
+
+    #[test]
+    fn a_resource_server_has_no_grant_types() {
+        let c = NewClient { introspect: true, ..base() }.validate().unwrap();
+        assert!(c.grant_types.is_empty() && c.introspect);
+        let c = NewClient { introspect: true, grant_types: vec!["none".into()], ..base() }.validate().unwrap();
+        assert!(c.grant_types.is_empty());
+        let c = NewClient { grant_types: vec!["none".into()], ..base() }.validate().unwrap();
+        assert!(c.grant_types.is_empty() && !c.introspect);
+        assert!(NewClient { grant_types: vec!["none".into(), "client_credentials".into()], ..base() }
+            .validate()
+            .is_err());
+        assert!(NewClient {
+            introspect: true,
+            public: true,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            ..base()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

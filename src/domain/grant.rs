@@ -71,3 +71,14 @@ pub enum RefreshRotation {
     /// Unknown, expired, revoked, or another client's.
     Invalid,
 }
+
+/// A live refresh token, as introspection (RFC 7662 §2.2) describes it.
+#[derive(Clone, Debug)]
+pub struct LiveRefreshToken {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_sub: String,
+    pub scopes: ScopeSet,
+    pub created_at: i64,
+    pub expires_at: i64,
+}

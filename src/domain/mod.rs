@@ -17,4 +17,4 @@ pub use key::{KeyRecord, KeyStatus};
 mod user;
 pub use user::{normalize_email, validate_name, validate_role, ConsentRecord, TotpFactor, User};
 mod grant;
-pub use grant::{CodeRecord, CodeRedemption, Grant, RefreshRotation, Successor};
+pub use grant::{CodeRecord, CodeRedemption, Grant, LiveRefreshToken, RefreshRotation, Successor};

@@ -3,7 +3,9 @@
 pub mod authorize;
 pub mod discovery;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;
 

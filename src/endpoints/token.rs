@@ -77,7 +77,7 @@ pub async fn token(
 
 /// RFC 6585 §4: 429 with `Retry-After`; the body is an RFC 6749 §5.2 error so OAuth client
 /// libraries can show it.
-fn too_many(secs: u64) -> Response {
+pub(super) fn too_many(secs: u64) -> Response {
     let body = serde_json::json!({
         "error": "temporarily_unavailable",
         "error_description": format!("too many failed requests from this address; retry after {} seconds", secs.max(1)),
@@ -90,7 +90,7 @@ fn too_many(secs: u64) -> Response {
 }
 
 /// The form parameters and the raw `Authorization` header of a token request.
-fn read_request(
+pub(super) fn read_request(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Params, Option<String>), OAuthError> {

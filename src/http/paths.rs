@@ -11,6 +11,10 @@ pub const AUTHORIZE_CONTINUE: &str = "/authorize/continue";
 pub const HOME: &str = "/";
 pub const STYLESHEET: &str = "/assets/latchkey.css";
 pub const USERINFO: &str = "/userinfo";
+/// RFC 7009 token revocation.
+pub const REVOKE: &str = "/revoke";
+/// RFC 7662 token introspection.
+pub const INTROSPECT: &str = "/introspect";
 pub const LOGIN: &str = "/login";
 pub const CONSENT: &str = "/consent";
 pub const LOGOUT: &str = "/logout";

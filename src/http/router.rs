@@ -70,6 +70,8 @@ pub fn build(state: AppState) -> Router {
             paths::USERINFO,
             get(endpoints::userinfo::userinfo).post(endpoints::userinfo::userinfo).options(cors::preflight),
         )
+        .route(paths::REVOKE, post(endpoints::revoke::revoke).options(cors::preflight))
+        .route(paths::INTROSPECT, post(endpoints::introspect::introspect))
         .route(paths::HEALTHZ, get(endpoints::health::healthz))
         .route(paths::READYZ, get(endpoints::health::readyz))
         .fallback(endpoints::not_found)

@@ -13,6 +13,9 @@ pub enum ErrorCode {
     UnauthorizedClient,
     UnsupportedGrantType,
     InvalidScope,
+    /// The client authenticated but may not use this endpoint (introspection without
+    /// `client create --introspect`, issue 11 item 3): sent as `unauthorized_client` with 403.
+    NotPermitted,
     InvalidToken,
     InsufficientScope,
     ServerError,
@@ -33,7 +36,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
             ErrorCode::InvalidGrant => "invalid_grant",
-            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnauthorizedClient | ErrorCode::NotPermitted => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidToken => "invalid_token",
@@ -56,7 +59,9 @@ impl ErrorCode {
             // RFC 6749 §5.2: invalid_client may be 401; it MUST be when the client used the
             // Authorization header. We always use 401 so clients see one behaviour.
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
-            ErrorCode::InsufficientScope => 403,
+            // RFC 7662 §2.3 keeps 401 for failed authentication; a client that did authenticate
+            // but lacks the permission is forbidden, which 403 says (RFC 9110 §15.5.4).
+            ErrorCode::InsufficientScope | ErrorCode::NotPermitted => 403,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable => 503,
             ErrorCode::InvalidRequest

@@ -6,9 +6,11 @@ pub mod authorize;
 pub mod client_auth;
 pub mod error;
 pub mod grants;
+pub mod introspect;
 pub mod issue;
 pub mod params;
 pub mod pkce;
+pub mod revoke;
 pub mod token;
 pub mod verify;
 

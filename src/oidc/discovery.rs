@@ -16,6 +16,12 @@ pub fn metadata(issuer: &str) -> Value {
         "userinfo_endpoint": url(paths::USERINFO),
         "jwks_uri": url(paths::JWKS),
         "end_session_endpoint": url(paths::LOGOUT),
+        // RFC 8414 §2: revocation (RFC 7009) authenticates clients as the token endpoint does;
+        // introspection (RFC 7662) only confidential clients (a public one proves nothing).
+        "revocation_endpoint": url(paths::REVOKE),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": url(paths::INTROSPECT),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": KNOWN_SCOPES.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

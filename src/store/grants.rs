@@ -435,6 +435,8 @@ impl GrantStore for Store {
             "DELETE FROM grants WHERE expires_at < $1",
             "DELETE FROM refresh_tokens WHERE expires_at < $1",
             "DELETE FROM sessions WHERE expires_at < $1",
+            // Revoked client-credentials tokens are remembered only until they expire.
+            "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
         ] {
             removed += self.sql(sql).bind(now).execute(&self.pool).await?.rows_affected();
         }

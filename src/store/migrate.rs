@@ -12,6 +12,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (3, "mfa, throttling and audit", include_str!("../../migrations/postgres/0003_mfa_throttling_audit.sql")),
     (4, "key rotation", include_str!("../../migrations/postgres/0004_key_rotation.sql")),
     (5, "key-driven lookups", include_str!("../../migrations/postgres/0005_key_driven_lookups.sql")),
+    (6, "revocation and introspection", include_str!("../../migrations/postgres/0006_revocation_introspection.sql")),
     (7, "refresh reuse grace", include_str!("../../migrations/postgres/0007_refresh_reuse_grace.sql")),
     (8, "allowed origins", include_str!("../../migrations/postgres/0008_allowed_origins.sql")),
 ];
@@ -21,6 +22,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (3, "mfa, throttling and audit", include_str!("../../migrations/sqlite/0003_mfa_throttling_audit.sql")),
     (4, "key rotation", include_str!("../../migrations/sqlite/0004_key_rotation.sql")),
     (5, "key-driven lookups", include_str!("../../migrations/sqlite/0005_key_driven_lookups.sql")),
+    (6, "revocation and introspection", include_str!("../../migrations/sqlite/0006_revocation_introspection.sql")),
     (7, "refresh reuse grace", include_str!("../../migrations/sqlite/0007_refresh_reuse_grace.sql")),
     (8, "allowed origins", include_str!("../../migrations/sqlite/0008_allowed_origins.sql")),
 ];

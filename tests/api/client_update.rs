@@ -88,6 +88,8 @@ async fn every_field_can_be_changed_in_place() {
             json!(["https://spa.shop.example"]),
         ),
         (vec!["--remove-allowed-origin", "https://spa.shop.example"], "allowed_origins", json!([])),
+        (vec!["--introspect", "true"], "introspect", json!(true)),
+        (vec!["--introspect", "false"], "introspect", json!(false)),
         (vec!["--require-mfa", "true"], "require_mfa", json!(true)),
     ];
     for (flags, field, expected) in steps {
@@ -99,13 +101,13 @@ async fn every_field_can_be_changed_in_place() {
     // One event per update that changed something, naming what changed.
     let events = cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"]));
     let events = events.as_array().unwrap();
-    assert_eq!(events.len(), 19);
+    assert_eq!(events.len(), 21);
     assert_eq!(events[0]["detail"]["changed"], json!(["require_mfa"]), "newest first");
     // An update that changes nothing records nothing.
     update(&db, &id, &["--name", "Shop 2"]);
     assert_eq!(
         cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"])).as_array().unwrap().len(),
-        19
+        21
     );
 
     // Same secret: the client_credentials grant added above works with the original secret.

@@ -209,3 +209,49 @@ async fn the_authorization_endpoint_and_the_pages_send_no_cors_headers() {
         assert_eq!(acao(preflight.headers()), None, "{target}");
     }
 }
+
+/// Revocation (a browser app signing out) follows the token endpoint's rule; introspection is
+/// for resource servers and never answers a page.
+#[tokio::test]
+async fn revocation_is_for_the_clients_origins_and_introspection_for_none() {
+    let app = spawn_app().await;
+    let (client, code, pair) = spa(&app, vec![]).await;
+    let (_, _, tokens) = token_from(&app, Some(SPA_ORIGIN), &code_form(&client, &code, &pair)).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let revoke = |origin: &'static str| {
+        let app = &app;
+        let form = vec![("client_id", client.id.clone()), ("token", refresh.to_string())];
+        async move {
+            let r = app.http.post(app.url("/revoke")).header("origin", origin).form(&form).send().await.unwrap();
+            (r.status().as_u16(), r.headers().clone())
+        }
+    };
+    let (status, headers) = revoke("https://evil.example").await;
+    assert_eq!((status, acao(&headers)), (400, None));
+    // Nothing was revoked by the refused page.
+    let form = [("grant_type", "refresh_token"), ("client_id", client.id.as_str()), ("refresh_token", refresh)];
+    let (status, _, rotated) = token_from(&app, Some(SPA_ORIGIN), &form).await;
+    assert_eq!(status, 200, "{rotated}");
+    let refresh = rotated["refresh_token"].as_str().unwrap();
+    let form = vec![("client_id", client.id.clone()), ("token", refresh.to_string())];
+    let r = app.http.post(app.url("/revoke")).header("origin", SPA_ORIGIN).form(&form).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), acao(r.headers())), (200, Some(SPA_ORIGIN)));
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/revoke"))
+        .header("origin", SPA_ORIGIN)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((preflight.status().as_u16(), acao(preflight.headers())), (204, Some(SPA_ORIGIN)));
+    let introspect = app
+        .http
+        .post(app.url("/introspect"))
+        .header("origin", SPA_ORIGIN)
+        .form(&[("client_id", client.id.as_str()), ("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acao(introspect.headers()), None);
+}

@@ -31,7 +31,17 @@ async fn both_metadata_documents_describe_what_is_served() {
     // Nothing unimplemented is advertised.
     assert_eq!(oidc["request_parameter_supported"], false);
     assert!(oidc.get("registration_endpoint").is_none());
-    assert!(oidc.get("introspection_endpoint").is_none());
+    // Issue 11 items 2 and 3: revocation (RFC 7009) and introspection (RFC 7662).
+    assert_eq!(oidc["revocation_endpoint"], app.url("/revoke"));
+    assert_eq!(
+        oidc["revocation_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(oidc["introspection_endpoint"], app.url("/introspect"));
+    assert_eq!(
+        oidc["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
 
     // Every advertised URL is served.
     let jwks = app.http.get(oidc["jwks_uri"].as_str().unwrap()).send().await.unwrap();
@@ -39,6 +49,10 @@ async fn both_metadata_documents_describe_what_is_served() {
     let token =
         app.http.post(oidc["token_endpoint"].as_str().unwrap()).form(&[("grant_type", "x")]).send().await.unwrap();
     assert_eq!(token.status().as_u16(), 401, "the token endpoint answers (client auth needed), not 404");
+    for endpoint in ["revocation_endpoint", "introspection_endpoint"] {
+        let served = app.http.post(oidc[endpoint].as_str().unwrap()).form(&[("token", "x")]).send().await.unwrap();
+        assert_eq!(served.status().as_u16(), 401, "{endpoint} answers (client auth needed), not 404");
+    }
 }
 
 #[tokio::test]

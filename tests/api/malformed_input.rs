@@ -355,6 +355,30 @@ async fn every_parameter_of_every_route_answers_4xx_never_5xx_to_malformed_value
                     ("client_secret", service.secret.as_str()),
                 ],
             ),
+            // Revocation and introspection (issue 11 items 2 and 3), as a service that may do
+            // neither to this token: nothing is revoked, the session's grant lives on.
+            route(
+                "/revoke",
+                false,
+                true,
+                &[
+                    ("token", access_token.as_str()),
+                    ("token_type_hint", "access_token"),
+                    ("client_id", service.id.as_str()),
+                    ("client_secret", service.secret.as_str()),
+                ],
+            ),
+            route(
+                "/introspect",
+                false,
+                true,
+                &[
+                    ("token", access_token.as_str()),
+                    ("token_type_hint", "access_token"),
+                    ("client_id", service.id.as_str()),
+                    ("client_secret", service.secret.as_str()),
+                ],
+            ),
             route("/authorize", true, true, &authorize_params),
             route("/", true, false, &[]),
             route("/.well-known/openid-configuration", true, false, &[]),

@@ -146,6 +146,17 @@ impl Scene {
             .unwrap()
     }
 
+    /// RFC 7009 revocation of the refresh token (issue 11 item 2): a write.
+    async fn revoke(&self, app: &TestApp) -> Response {
+        app.http
+            .post(app.url("/revoke"))
+            .basic_auth(&self.client.id, Some(&self.client.secret))
+            .form(&[("token", self.refresh_token.as_str())])
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn userinfo(&self, app: &TestApp) -> Response {
         app.http.get(app.url("/userinfo")).bearer_auth(&self.access_token).send().await.unwrap()
     }
@@ -307,6 +318,8 @@ async fn postgres_read_only_refuses_every_write_with_503_and_recovers() {
 
     assert_api_503("code redemption", s.redeem(&app).await).await;
     assert_api_503("refresh", s.refresh(&app).await).await;
+    // Never a 200 that did not revoke (the refresh below, once writable, shows nothing was).
+    assert_api_503("revocation", s.revoke(&app).await).await;
     // A session must be stored before the sign-in page can be shown (its CSRF token).
     assert_page_503("GET /login, no session", browser().get(app.url("/login")).send().await.unwrap()).await;
     let login = [("email", "ann@example.com"), ("password", TEST_PASSWORD)];
@@ -354,6 +367,8 @@ async fn sqlite_write_lock_held_elsewhere_gives_503_for_writes_and_recovers() {
     assert_api_503("refresh", s.refresh(&app).await).await;
     assert_api_503("code redemption", s.redeem(&app).await).await;
     assert_page_503("POST /consent (consent is stored)", s.approve_consent(&app).await).await;
+    // Never a 200 that did not revoke (the refresh below shows nothing was).
+    assert_api_503("revocation", s.revoke(&app).await).await;
 
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     drop(other);

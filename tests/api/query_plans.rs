@@ -167,6 +167,41 @@ async fn drive_every_request_path(app: &TestApp) {
         .await;
     assert_eq!(status, 200, "{body}");
 
+    // Introspection and revocation (issue 11 items 2 and 3): a resource server introspects the
+    // user's and the service's tokens, the service revokes its token (remembered by jti), the
+    // app introspects its own refresh token and revokes the grants of a refresh token and of
+    // an access token.
+    let api = app
+        .register(latchkey::domain::NewClient {
+            name: "api".into(),
+            introspect: true,
+            audience: Some(app.address.clone()),
+            ..Default::default()
+        })
+        .await;
+    let cc_token = body["access_token"].as_str().unwrap().to_string();
+    let introspect = |caller: (String, String), token: String| async move {
+        let response = app.http.post(app.url("/introspect")).basic_auth(caller.0, Some(caller.1));
+        let json: serde_json::Value = response.form(&[("token", token)]).send().await.unwrap().json().await.unwrap();
+        json["active"].as_bool().unwrap()
+    };
+    let revoke = |caller: (String, String), token: String| async move {
+        let response = app.http.post(app.url("/revoke")).basic_auth(caller.0, Some(caller.1));
+        response.form(&[("token", token)]).send().await.unwrap().status().as_u16()
+    };
+    let api_creds = (api.id.clone(), api.secret.clone());
+    let app_creds = (client.id.clone(), client.secret.clone());
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    // The code replay above revoked this grant: inactive, after the same statements.
+    assert!(!introspect(api_creds.clone(), access.clone()).await, "the replayed code's grant is revoked");
+    assert!(introspect(api_creds.clone(), cc_token.clone()).await, "the service's token is active");
+    assert_eq!(revoke((service.id.clone(), service.secret.clone()), cc_token.clone()).await, 200);
+    assert!(!introspect(api_creds.clone(), cc_token).await, "the revoked service token");
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    assert!(!introspect(app_creds.clone(), refresh.clone()).await, "the app's own refresh token, revoked");
+    assert_eq!(revoke(app_creds.clone(), refresh).await, 200);
+    assert_eq!(revoke(app_creds, refreshed["access_token"].as_str().unwrap().to_string()).await, 200);
+
     // Account pages: TOTP enrolment and recovery codes.
     let html = page(app, &b, "/account").await;
     assert!(html.contains("Example App"), "the app is listed");
@@ -249,6 +284,8 @@ const EXPECTED: &[&str] = &[
     "consents",
     "INSERT INTO audit_events",
     "FROM clients",
+    "revoked_access_tokens",
+    "SELECT grant_id FROM refresh_tokens WHERE token_hash",
 ];
 
 #[tokio::test]
@@ -427,6 +464,10 @@ fn seed_statements(series: &str, blob: &str) -> Vec<String> {
         format!(
             "{series} INSERT INTO throttles (key, failures, window_start, locked_until, updated_at) \
              SELECT 'pwd:seed-' || i, 1, 0, NULL, 0 FROM s"
+        ),
+        format!(
+            "{series} INSERT INTO revoked_access_tokens (jti, client_id, revoked_at, expires_at) \
+             SELECT 'seed-jti-' || i, 'seed-client-' || (i % 200), 0, 9999999999 FROM s"
         ),
         format!(
             "{series} INSERT INTO audit_events (at, event, user_sub, client_id, ip, user_agent, detail) \
