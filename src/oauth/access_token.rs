@@ -50,7 +50,6 @@ pub struct MintedAccessToken {
     pub token: String,
     pub jti: String,
     pub expires_in: i64,
-    pub expires_at: i64,
 }
 
 pub struct AccessTokenRequest<'a> {
@@ -98,5 +97,5 @@ pub fn mint(
         jti: jti.clone(),
     };
     let token = keys.sign(settings.alg, ACCESS_TOKEN_TYP, &claims)?;
-    Ok(MintedAccessToken { token, jti, expires_in: settings.ttl_secs, expires_at: now + settings.ttl_secs })
+    Ok(MintedAccessToken { token, jti, expires_in: settings.ttl_secs })
 }

@@ -133,6 +133,30 @@ mod tests {
         assert_eq!(err.code, crate::oauth::ErrorCode::InvalidRequest);
     }
 
+    /// The length bounds' edges and the empty id (cargo-mutants survivors).
+    #[test]
+    fn basic_credentials_are_bounded_exactly() {
+        let basic = |id: &str, secret: &str| format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
+        let longest = "a".repeat(MAX_CREDENTIAL);
+        let too_long = "a".repeat(MAX_CREDENTIAL + 1);
+        assert!(presented_client(Some(&basic(&longest, "s")), &params("")).is_ok());
+        assert!(presented_client(Some(&basic("id", &longest)), &params("")).is_ok());
+        for (id, secret) in [(too_long.as_str(), "s"), ("id", too_long.as_str()), ("", "s")] {
+            let err = presented_client(Some(&basic(id, secret)), &params("")).unwrap_err();
+            assert_eq!(err.code, crate::oauth::ErrorCode::InvalidClient, "{} {}", id.len(), secret.len());
+        }
+    }
+
+    /// RFC 6749 §2.3: a body client_id must name the same client as the header.
+    #[test]
+    fn a_body_client_id_must_match_the_header() {
+        let header = format!("Basic {}", STANDARD.encode("alpha:s"));
+        let err = presented_client(Some(&header), &params("client_id=beta")).unwrap_err();
+        assert_eq!(err.code, crate::oauth::ErrorCode::InvalidRequest);
+        let same = presented_client(Some(&header), &params("client_id=alpha")).unwrap();
+        assert_eq!(same, PresentedClient::Basic { id: "alpha".into(), secret: "s".into() });
+    }
+
     #[test]
     fn other_schemes_fail_with_basic_challenge() {
         let err = presented_client(Some("Bearer abc"), &params("")).unwrap_err();
