@@ -62,25 +62,7 @@ pub async fn create<S: ClientStore>(
 ) -> Result<(Client, Option<String>), AdminError> {
     let valid = request.validate().map_err(AdminError::Invalid)?;
     let secret = (valid.kind == ClientKind::Confidential).then(new_secret);
-    let client = Client {
-        id: new_client_id(),
-        name: valid.name,
-        kind: valid.kind,
-        secret_hash: secret.as_deref().map(sha256),
-        first_party: valid.first_party,
-        require_mfa: valid.require_mfa,
-        redirect_uris: valid.redirect_uris,
-        post_logout_redirect_uris: valid.post_logout_redirect_uris,
-        grant_types: valid.grant_types,
-        scopes: valid.scopes,
-        roles: valid.roles,
-        audience: valid.audience,
-        id_token_alg: valid.id_token_alg,
-        allowed_origins: valid.allowed_origins,
-        introspect: valid.introspect,
-        created_at: now,
-        disabled_at: None,
-    };
+    let client = valid.into_client(new_client_id(), secret.as_deref().map(sha256), now, None);
     store.insert_client(&client).await?;
     Ok((client, secret))
 }
@@ -188,21 +170,8 @@ pub async fn update<S: ClientStore>(
         return Err(AdminError::Invalid("an app that signs users in needs at least one scope".into()));
     }
     let valid = registration.validate().map_err(AdminError::Invalid)?;
-    let updated = Client {
-        name: valid.name,
-        first_party: valid.first_party,
-        require_mfa: valid.require_mfa,
-        redirect_uris: valid.redirect_uris,
-        post_logout_redirect_uris: valid.post_logout_redirect_uris,
-        grant_types: valid.grant_types,
-        scopes: valid.scopes,
-        roles: valid.roles,
-        audience: valid.audience,
-        id_token_alg: valid.id_token_alg,
-        allowed_origins: valid.allowed_origins,
-        introspect: valid.introspect,
-        ..current.clone()
-    };
+    // Same id, secret and history: only the registration changes.
+    let updated = valid.into_client(current.id.clone(), current.secret_hash, current.created_at, current.disabled_at);
     let (before, after) = (client_json(&current), client_json(&updated));
     let changed: Vec<String> = match (before.as_object(), after.as_object()) {
         (Some(b), Some(a)) => a.iter().filter(|(k, v)| b.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect(),

@@ -164,6 +164,37 @@ pub struct ValidatedClient {
     pub introspect: bool,
 }
 
+impl ValidatedClient {
+    /// The client this registration describes, under `id` with its secret's hash and history.
+    pub fn into_client(
+        self,
+        id: String,
+        secret_hash: Option<[u8; 32]>,
+        created_at: i64,
+        disabled_at: Option<i64>,
+    ) -> Client {
+        Client {
+            id,
+            name: self.name,
+            kind: self.kind,
+            secret_hash,
+            first_party: self.first_party,
+            require_mfa: self.require_mfa,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            grant_types: self.grant_types,
+            scopes: self.scopes,
+            roles: self.roles,
+            audience: self.audience,
+            id_token_alg: self.id_token_alg,
+            allowed_origins: self.allowed_origins,
+            introspect: self.introspect,
+            created_at,
+            disabled_at,
+        }
+    }
+}
+
 const MAX_NAME: usize = 200;
 /// Longer than any id `admin::clients` makes (22 characters).
 const MAX_CLIENT_ID: usize = 128;
