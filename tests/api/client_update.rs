@@ -177,8 +177,17 @@ async fn replicas_see_an_update_within_the_client_cache_ttl() {
     };
     // Replica B caches the client as it is: the new URI is not registered yet.
     assert_eq!(status_at(&b).await, 400);
-    let updated = update(&a.db, &moved.id, &["--add-redirect-uri", new_uri]);
-    assert_eq!(updated["redirect_uris"].as_array().unwrap().len(), 2);
+    // Through the admin service layer the CLI calls, in process: two replicas on one SQLite
+    // file is a test arrangement (replicas share Postgres in production), and a third process
+    // writing beside them only adds lock waits to what this test is about.
+    let changes =
+        latchkey::admin::clients::ClientUpdate { add_redirect_uris: vec![new_uri.to_string()], ..Default::default() };
+    let (updated, changed) =
+        latchkey::admin::clients::update(a.state.store(), &moved.id, changes, latchkey::state::unix_now())
+            .await
+            .unwrap();
+    assert_eq!(updated.redirect_uris.len(), 2);
+    assert_eq!(changed, ["redirect_uris"]);
     let changed_at = Instant::now();
     assert_eq!(status_at(&a).await, 303, "a replica without a cache sees it at once");
     // Replica B, at the latest once its cached copy expires (a generous margin for a busy machine:
