@@ -21,12 +21,12 @@ pub async fn introspect(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let state = &state;
-    super::revoke::client_authenticated(
+    super::client_request::client_authenticated(
         state,
         &requester,
         &headers,
         body,
-        super::revoke::Cors::None,
+        super::client_request::Cors::None,
         |params, authorization| async move {
             let keys = state.keys();
             let ctx = IntrospectionContext {

@@ -1,118 +1,41 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::authn::client_auth_key;
+use super::client_request::{client_authenticated, Cors};
 use crate::http::client_ip::Requester;
-use crate::http::cors;
 use crate::http::error::no_store;
-use crate::oauth::client_auth::presented_client_id;
-use crate::oauth::params::Params;
 use crate::oauth::token::{exchange, TokenContext};
-use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::{unix_now, AppState};
 
-/// `POST /token` (RFC 6749 §3.2).
-///
-/// Guessing here means guessing a client secret: every `invalid_client` drains the bucket of
-/// the caller's address *and the client_id it presented*, and a blocked (address, client_id)
-/// gets 429 with `Retry-After` before anything is checked. Nothing else counts (issue 9
-/// item 1): codes and refresh tokens carry 256 random bits, so guessing one is hopeless, while
-/// an app server renewing its users' expired refresh tokens makes `invalid_grant` ordinary
-/// traffic — counting it would take the app, and every other service at its address, offline.
-/// (Nor is there a per-client counter: locking a client out would hand attackers a way to stop
-/// a service.)
+/// `POST /token` (RFC 6749 §3.2), behind the guards every client-authenticating endpoint shares
+/// (`client_request`: CORS for the client's own origins, failed-authentication throttling).
 pub async fn token(
     State(state): State<AppState>,
     requester: Requester,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (params, authorization) = match read_request(&headers, body) {
-        Ok(request) => request,
-        Err(error) => return error.into_response(),
-    };
-    let client_id = presented_client_id(authorization.as_deref(), &params);
-    // Issue 11 item 1: a page of an origin the client has not registered is refused before
-    // the grant runs; a registered one may read the answer, errors included.
-    let web_origin = match cors::check_client_origin(&state, &headers, client_id.as_deref()).await {
-        Ok(origin) => origin,
-        Err(refused) => return refused,
-    };
-    let readable = |response: Response| match &web_origin {
-        Some(origin) => cors::allow(response, origin),
-        None => response,
-    };
-    let bucket = requester.ip.map(|ip| client_auth_key(ip, client_id.as_deref()));
-    if let Some(wait) = bucket.as_ref().and_then(|key| state.client_auth_failures().retry_after(key)) {
-        return readable(too_many(wait.as_secs()));
-    }
-    let keys = state.keys();
+    let state = &state;
     // Who asked, for the audit trail (a reused refresh token).
     let origin = requester.origin();
-    let ctx = TokenContext {
-        clients: state.clients(),
-        store: state.store(),
-        keys: &keys,
-        master: state.master_key(),
-        origin: &origin,
-        settings: state.token_settings(),
-        now: unix_now(),
-    };
-    match exchange(ctx, &params, authorization.as_deref()).await {
-        Ok(response) => readable(no_store((StatusCode::OK, Json(response)).into_response())),
-        Err(error) => {
-            if error.code == ErrorCode::InvalidClient {
-                if let Some(key) = bucket {
-                    state.client_auth_failures().record_failure(key);
-                }
-            }
-            readable(error.into_response())
-        }
-    }
-}
-
-/// RFC 6585 §4: 429 with `Retry-After`; the body is an RFC 6749 §5.2 error so OAuth client
-/// libraries can show it.
-pub(super) fn too_many(secs: u64) -> Response {
-    let body = serde_json::json!({
-        "error": "temporarily_unavailable",
-        "error_description": format!("too many failed requests from this address; retry after {} seconds", secs.max(1)),
-    });
-    let mut response = no_store((StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response());
-    if let Ok(value) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
-}
-
-/// The form parameters and the raw `Authorization` header of a token request.
-pub(super) fn read_request(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(Params, Option<String>), OAuthError> {
-    // RFC 6749 §3.2: parameters come as application/x-www-form-urlencoded.
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if !form {
-        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
-    }
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => OAuthError::invalid_request("the request body is too large"),
-        _ => OAuthError::invalid_request("the request body could not be read"),
-    })?;
-    let params = Params::parse(&body)?;
-    let authorization = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(v) => {
-            Some(v.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?.to_string())
-        }
-    };
-    Ok((params, authorization))
+    let origin = &origin;
+    client_authenticated(state, &requester, &headers, body, Cors::ForClient, |params, authorization| async move {
+        let keys = state.keys();
+        let ctx = TokenContext {
+            clients: state.clients(),
+            store: state.store(),
+            keys: &keys,
+            master: state.master_key(),
+            origin,
+            settings: state.token_settings(),
+            now: unix_now(),
+        };
+        let response = exchange(ctx, &params, authorization.as_deref()).await?;
+        Ok(no_store((StatusCode::OK, Json(response)).into_response()))
+    })
+    .await
 }
