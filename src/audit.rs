@@ -28,8 +28,19 @@ pub mod kind {
     /// A rotated refresh token came back outside the grace rules and its family was revoked
     /// (issue 11 item 4; RFC 9700 §4.14.2).
     pub const REFRESH_TOKEN_REUSE_DETECTED: &str = "refresh_token.reuse_detected";
+    /// Issue 12 item 7: self-service accounts.
+    pub const USER_REGISTERED: &str = "user.registered";
+    pub const EMAIL_VERIFICATION_SENT: &str = "email.verification_sent";
+    pub const EMAIL_VERIFIED: &str = "email.verified";
+    pub const PASSWORD_RESET_REQUESTED: &str = "password_reset.requested";
+    pub const PASSWORD_RESET_COMPLETED: &str = "password_reset.completed";
+    pub const EMAIL_CHANGE_REQUESTED: &str = "email.change_requested";
+    pub const EMAIL_CHANGED: &str = "email.changed";
+    pub const USER_INVITED: &str = "user.invited";
+    /// An invited person set their first password.
+    pub const INVITATION_ACCEPTED: &str = "invitation.accepted";
 
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 29] = [
         SIGN_IN_SUCCEEDED,
         SIGN_IN_FAILED,
         ACCOUNT_LOCKED,
@@ -50,6 +61,15 @@ pub mod kind {
         USER_CREATED,
         USER_DISABLED,
         REFRESH_TOKEN_REUSE_DETECTED,
+        USER_REGISTERED,
+        EMAIL_VERIFICATION_SENT,
+        EMAIL_VERIFIED,
+        PASSWORD_RESET_REQUESTED,
+        PASSWORD_RESET_COMPLETED,
+        EMAIL_CHANGE_REQUESTED,
+        EMAIL_CHANGED,
+        USER_INVITED,
+        INVITATION_ACCEPTED,
     ];
 }
 

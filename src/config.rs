@@ -90,6 +90,19 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// Who may create an account on the hosted pages (issue 12 item 2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Accounts come from an operator (`latchkey user create`, `latchkey user invite`).
+    #[default]
+    Closed,
+    /// Anyone may sign up at `/register`.
+    Open,
+    /// Only through invitations (`latchkey user invite`).
+    Invite,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -212,6 +225,38 @@ pub struct Settings {
     /// Once the listener has closed: how long in-flight requests get to finish before the
     /// remaining connections are closed and the process exits anyway.
     pub shutdown_grace: HumanDuration,
+    /// Where email goes, in lettre's URL form: `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS), `smtps://user:pass@host:465` (TLS), `smtp://127.0.0.1:2525` (a local relay,
+    /// no TLS). Unset: messages are written to the log (development only).
+    pub smtp_url: Secret,
+    /// The `From` of every message: `Latchkey <no-reply@example.com>` or a bare address.
+    pub email_from: String,
+    /// `closed` (default), `open` (a sign-up page) or `invite` (invitations only).
+    pub registration: Registration,
+    /// Self-registered accounts can't sign in until their address is verified.
+    pub require_verified_email: bool,
+    /// Lifetime of an email-verification link (sign-up, account page, email change).
+    pub email_verification_ttl: HumanDuration,
+    /// Lifetime of a password-reset link.
+    pub password_reset_ttl: HumanDuration,
+    /// Lifetime of an invitation link.
+    pub invitation_ttl: HumanDuration,
+    /// Messages one client address may cause in a burst (sign-up, reset, resend)…
+    pub email_ip_burst: u32,
+    /// …and per hour after that; beyond it, 429 with Retry-After.
+    pub email_ip_per_hour: u32,
+    /// Messages one address may be sent per hour by requests of the public pages (sign-up,
+    /// reset, resend): no mail-bombing of one inbox from many addresses. Beyond it, the page
+    /// answers as usual and nothing is sent.
+    pub email_per_address_per_hour: u32,
+    /// The first retry of an undelivered message waits this long; each further one twice as
+    /// long, up to 15 minutes.
+    pub email_retry_base: HumanDuration,
+    /// A message not delivered within this long is given up (and logged).
+    pub email_give_up_after: HumanDuration,
+    /// How often each replica looks for messages written elsewhere (other replicas, the CLI)
+    /// and for retries that are due; its own messages go at once.
+    pub email_poll_interval: HumanDuration,
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `latchkey=debug,tower_http=info`.
     pub log_level: String,
@@ -267,6 +312,19 @@ impl Default for Settings {
             max_connections: 512,
             shutdown_delay: HumanDuration::secs(5),
             shutdown_grace: HumanDuration::secs(30),
+            smtp_url: Secret::default(),
+            email_from: "Latchkey <no-reply@localhost>".into(),
+            registration: Registration::Closed,
+            require_verified_email: true,
+            email_verification_ttl: HumanDuration::secs(24 * 3600),
+            password_reset_ttl: HumanDuration::secs(30 * 60),
+            invitation_ttl: HumanDuration::secs(7 * 86_400),
+            email_ip_burst: 5,
+            email_ip_per_hour: 20,
+            email_per_address_per_hour: 5,
+            email_retry_base: HumanDuration::secs(10),
+            email_give_up_after: HumanDuration::secs(24 * 3600),
+            email_poll_interval: HumanDuration::secs(5),
             log_format: LogFormat::Text,
             log_level: "info".into(),
         }
@@ -439,6 +497,7 @@ impl Settings {
             return Err(invalid("max_body_bytes", "must be between 1024 and 16777216"));
         }
         self.validate_connections()?;
+        self.validate_email()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(invalid("log_level", "is not a valid filter such as `info` or `latchkey=debug`"));
         }
@@ -446,6 +505,54 @@ impl Settings {
     }
 
     /// Connection limits and shutdown timing (issue 9 items 2 and 8).
+    fn validate_email(&self) -> Result<(), ConfigError> {
+        if !self.smtp_url.is_empty() {
+            let url = Url::parse(self.smtp_url.expose())
+                .map_err(|_| invalid("smtp_url", "is not a URL (the value is not shown: it may hold a password)"))?;
+            if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
+                return Err(invalid("smtp_url", "must look like smtp://host:587?tls=required or smtps://host:465"));
+            }
+        }
+        if self.email_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(invalid(
+                "email_from",
+                "must be an address, optionally with a name: `Latchkey <no-reply@example.com>`",
+            ));
+        }
+        for (key, value, min, max) in [
+            ("email_verification_ttl", self.email_verification_ttl, 300, 30 * 86_400),
+            ("password_reset_ttl", self.password_reset_ttl, 60, 86_400),
+            ("invitation_ttl", self.invitation_ttl, 3600, 90 * 86_400),
+        ] {
+            if !(min..=max).contains(&value.as_secs()) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be between {} and {}",
+                        humantime::format_duration(Duration::from_secs(min.unsigned_abs())),
+                        humantime::format_duration(Duration::from_secs(max.unsigned_abs()))
+                    ),
+                ));
+            }
+        }
+        if self.email_ip_burst == 0 || self.email_ip_per_hour == 0 || self.email_per_address_per_hour == 0 {
+            return Err(invalid(
+                "email_ip_burst",
+                "email_ip_per_hour and email_per_address_per_hour must be at least 1",
+            ));
+        }
+        if !(1..=3600).contains(&self.email_retry_base.as_secs()) {
+            return Err(invalid("email_retry_base", "must be between 1s and 1h"));
+        }
+        if !(60..=30 * 86_400).contains(&self.email_give_up_after.as_secs()) {
+            return Err(invalid("email_give_up_after", "must be between 1m and 30d"));
+        }
+        if !(1..=300).contains(&self.email_poll_interval.as_secs()) {
+            return Err(invalid("email_poll_interval", "must be between 1s and 5m"));
+        }
+        Ok(())
+    }
+
     fn validate_connections(&self) -> Result<(), ConfigError> {
         if !(1..=300).contains(&self.header_read_timeout.as_secs()) {
             return Err(invalid("header_read_timeout", "must be between 1s and 5m"));

@@ -1,5 +1,6 @@
 //! Latchkey: an OAuth 2.0 / OpenID Connect provider. See docs/architecture.md for the map.
 
+pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod authn;
@@ -8,6 +9,7 @@ pub mod domain;
 pub mod endpoints;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod oauth;
 pub mod oidc;
 pub mod secret;

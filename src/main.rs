@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use latchkey::accounts::{AccountSettings, Letters};
 use latchkey::admin::clients::{self, client_json};
-use latchkey::admin::users::{self, user_json, NewUser};
+use latchkey::admin::users::{self, user_json, NewInvitation, NewUser};
 use latchkey::audit::{self, kind, AuditEvent, AuditFilter, Origin};
 use latchkey::authn::PasswordHasher;
 use latchkey::config::{LogFormat, Settings};
@@ -14,9 +15,11 @@ use latchkey::domain::KeyRecord;
 use latchkey::domain::NewClient;
 use latchkey::keys::lifecycle::KeyChange;
 use latchkey::keys::rotation;
+use latchkey::mail::transport::Transport;
 use latchkey::startup::{load_master_key, open_store, shutdown_signal, Application};
 use latchkey::state::unix_now;
 use latchkey::store::{AuditStore, ClientStore, KeyStore, MfaStore, UserStore};
+use latchkey::web::templates::Templates;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -93,6 +96,21 @@ enum UserCommand {
         /// Read the password from standard input (required: passwords never go on the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// The address is known to be the user's: `email_verified` is true in their tokens.
+        #[arg(long)]
+        email_verified: bool,
+    },
+    /// Invite a person by email: the account is created and a link to set its password is sent
+    /// (by the running server, through the outbox). Inviting again before they accept sends a
+    /// new link and voids the old one. Works whatever `registration` says.
+    Invite {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A role carried in the user's tokens with the `roles` scope; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
     /// List every user as a JSON array.
     List,
@@ -396,12 +414,32 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
     let hasher = PasswordHasher::new(&settings.password_settings())?;
     let now = unix_now();
     let result = match command {
-        UserCommand::Create { email, name, roles, password_stdin: _ } => {
+        UserCommand::Create { email, name, roles, password_stdin: _, email_verified } => {
             let password = read_password()?;
-            let user = users::create(&store, &hasher, NewUser { email, name, roles, password }, now).await?;
+            let new = NewUser { email, name, roles, password, email_verified };
+            let user = users::create(&store, &hasher, new, now).await?;
             let event = AuditEvent::new(kind::USER_CREATED, now, &Origin::default()).user(&user.sub);
-            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
+            audit::record(&store, event.detail(json!({ "by": "cli", "email_verified": email_verified }))).await;
             print_json(&user_json(&user))
+        }
+        UserCommand::Invite { email, name, roles } => {
+            let templates = Templates::load(settings.templates_dir.clone())?;
+            let master = load_master_key(settings)?;
+            let letters = Letters { templates: &templates, master: &master, issuer: &settings.issuer };
+            let account_settings = AccountSettings::from_settings(settings);
+            let new = NewInvitation { email, name, roles };
+            let user = users::invite(&store, &hasher, &letters, &account_settings, new, now).await?;
+            let event = AuditEvent::new(kind::USER_INVITED, now, &Origin::default()).user(&user.sub);
+            audit::record(&store, event.detail(json!({ "by": "cli", "email": user.email }))).await;
+            if Transport::from_url(settings.smtp_url.expose()).is_ok_and(|t| t.is_log()) {
+                eprintln!(
+                    "smtp_url is not set: the running server writes the invitation to its log (development only)"
+                );
+            }
+            print_json(&json!({
+                "user": user_json(&user),
+                "invitation_expires_at": now + account_settings.invitation_ttl,
+            }))
         }
         UserCommand::List => {
             let all = store.list_users().await?;

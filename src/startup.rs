@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use crate::authn::PasswordHasher;
 use crate::config::Settings;
 use crate::keys::{ensure_initial_keys, install_cached_signer, MasterKey};
+use crate::mail::sender::{RetryPolicy, Sender};
+use crate::mail::transport::Transport;
 use crate::state::{unix_now, AppState};
 use crate::store::Store;
 use crate::web::templates::Templates;
@@ -47,6 +49,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    transport: Option<Transport>,
 }
 
 impl Application {
@@ -71,9 +74,16 @@ impl Application {
         // Building the hasher computes the dummy hash once: off the runtime.
         let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(&password_settings)).await??;
         let templates = Templates::load(settings.templates_dir.clone()).context("cannot load the page templates")?;
+        let transport =
+            Transport::from_url(settings.smtp_url.expose()).map_err(|e| anyhow::anyhow!("setting `smtp_url`: {e}"))?;
+        if transport.is_log() {
+            tracing::warn!(
+                "smtp_url is not set: emails are written to the log instead of being sent (development only; docs/operations.md)"
+            );
+        }
         let state = AppState::new(settings, store, master_key, keys, passwords, templates);
         let router = crate::http::router::build(state.clone());
-        Ok(Self { listener, router, state })
+        Ok(Self { listener, router, state, transport: Some(transport) })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -99,7 +109,7 @@ impl Application {
     /// so load balancers see `/readyz` fail and move traffic away (a second SIGTERM or SIGINT
     /// cuts it short); then the listener closes and in-flight requests get `shutdown_grace` to
     /// finish before the remaining connections close.
-    pub async fn run_until(self, stop: impl Future<Output = Stop> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(mut self, stop: impl Future<Output = Stop> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let settings = state.settings();
         let delay = settings.shutdown_delay.0;
@@ -113,6 +123,7 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let key_lifecycle = tokio::spawn(key_lifecycle(self.state.clone()));
         let key_reload = tokio::spawn(key_reload(self.state.clone()));
+        let outbox = self.transport.take().map(|transport| tokio::spawn(outbox_sender(self.state.clone(), transport)));
         let stop_accepting = {
             let state = state.clone();
             async move {
@@ -136,6 +147,9 @@ impl Application {
         housekeeping.abort();
         key_lifecycle.abort();
         key_reload.abort();
+        if let Some(outbox) = outbox {
+            outbox.abort();
+        }
         self.state.store().close().await;
         result
     }
@@ -191,6 +205,29 @@ async fn housekeeping(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
     }
+}
+
+/// The outbox's sender on this replica (issue 12 item 1).
+async fn outbox_sender(state: AppState, transport: Transport) {
+    let settings = state.settings();
+    let Ok(from) = settings.email_from.parse::<lettre::message::Mailbox>() else {
+        // validated() refused such a value at start; nothing to send from.
+        tracing::error!("email_from is not an address: the outbox is not delivered");
+        return;
+    };
+    let sender = Sender {
+        store: state.store().clone(),
+        master: state.master_key().clone(),
+        transport,
+        from,
+        policy: RetryPolicy {
+            base_secs: settings.email_retry_base.as_secs(),
+            give_up_after_secs: settings.email_give_up_after.as_secs(),
+            poll: settings.email_poll_interval.0,
+        },
+        wake: state.outbox_wake(),
+    };
+    sender.run().await;
 }
 
 /// Every `key_reload_interval`: one lifecycle step (publish, activate, remove; the store's

@@ -5,6 +5,9 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::accounts::{AccountSettings, Letters};
 
 use crate::authn::{ClientAuthFailureLimiter, IpFailureLimiter, PasswordHasher, ThrottlePolicy};
 use crate::config::Settings;
@@ -31,6 +34,11 @@ struct Inner {
     sign_in_failures: IpFailureLimiter,
     /// Failed client authentication per (address, client_id) (token endpoint).
     client_auth_failures: ClientAuthFailureLimiter,
+    /// Requests that send email (sign-up, reset, resend) per client address (issue 12).
+    email_requests: IpFailureLimiter,
+    accounts: AccountSettings,
+    /// Wakes this replica's outbox sender when a request wrote a message.
+    outbox_wake: Arc<Notify>,
     tokens: TokenSettings,
     passwords: PasswordHasher,
     templates: Templates,
@@ -83,6 +91,8 @@ impl AppState {
         let sign_in_failures = IpFailureLimiter::new(settings.ip_failure_burst, settings.ip_failures_per_minute);
         let client_auth_failures =
             ClientAuthFailureLimiter::new(settings.ip_failure_burst, settings.ip_failures_per_minute);
+        let email_requests = IpFailureLimiter::per_hour(settings.email_ip_burst, settings.email_ip_per_hour);
+        let accounts = AccountSettings::from_settings(&settings);
         Self(Arc::new(Inner {
             settings,
             store,
@@ -92,6 +102,9 @@ impl AppState {
             throttle,
             sign_in_failures,
             client_auth_failures,
+            email_requests,
+            accounts,
+            outbox_wake: Arc::new(Notify::new()),
             tokens,
             passwords,
             templates,
@@ -155,6 +168,24 @@ impl AppState {
     /// The token endpoint's per-(address, client_id) failure buckets.
     pub fn client_auth_failures(&self) -> &ClientAuthFailureLimiter {
         &self.0.client_auth_failures
+    }
+    /// The per-address buckets of requests that send email.
+    pub fn email_requests(&self) -> &IpFailureLimiter {
+        &self.0.email_requests
+    }
+    pub fn account_settings(&self) -> &AccountSettings {
+        &self.0.accounts
+    }
+    /// What renders and seals messages for the outbox.
+    pub fn letters(&self) -> Letters<'_> {
+        Letters { templates: &self.0.templates, master: &self.0.master_key, issuer: &self.0.settings.issuer }
+    }
+    /// Tells this replica's sender that a message is waiting (after the write committed).
+    pub fn wake_outbox(&self) {
+        self.0.outbox_wake.notify_one();
+    }
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.0.outbox_wake.clone()
     }
     /// The discovery document, serialised once at start.
     pub fn discovery_json(&self) -> Bytes {

@@ -14,6 +14,9 @@ pub enum AdminError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A template or the hasher failed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn no_client(id: &str) -> AdminError {

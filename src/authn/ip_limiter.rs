@@ -45,7 +45,18 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
     pub fn new(burst: u32, per_minute: u32) -> Self {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        Self::with_quota(Quota::per_minute(per_minute).allow_burst(burst))
+    }
+
+    /// `burst` at once, then `per_hour` spread over the hour: the pages that send email
+    /// (issue 12: sign-up, reset and resend requests per client address).
+    pub fn per_hour(burst: u32, per_hour: u32) -> Self {
+        let per_hour = NonZeroU32::new(per_hour).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Self::with_quota(Quota::per_hour(per_hour).allow_burst(burst))
+    }
+
+    fn with_quota(quota: Quota) -> Self {
         Self {
             limiter: RateLimiter::dashmap(quota),
             blocked: Mutex::new(HashMap::new()),

@@ -25,3 +25,14 @@ pub const ACCOUNT_TOTP: &str = "/account/totp";
 pub const ACCOUNT_TOTP_REMOVE: &str = "/account/totp/remove";
 pub const ACCOUNT_RECOVERY_CODES: &str = "/account/recovery-codes";
 pub const ACCOUNT_APPS_REVOKE: &str = "/account/apps/revoke";
+/// Issue 12: self-service accounts.
+pub const REGISTER: &str = "/register";
+pub const CHECK_EMAIL: &str = "/check-email";
+pub const VERIFY_EMAIL: &str = "/verify-email";
+pub const VERIFY_EMAIL_RESEND: &str = "/verify-email/resend";
+pub const FORGOT_PASSWORD: &str = "/forgot-password";
+pub const RESET_PASSWORD: &str = "/reset-password";
+pub const INVITATION: &str = "/invitation";
+pub const CONFIRM_EMAIL_CHANGE: &str = "/confirm-email-change";
+pub const ACCOUNT_EMAIL: &str = "/account/email";
+pub const ACCOUNT_VERIFY_EMAIL: &str = "/account/verify-email";

@@ -10,6 +10,7 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 /// The 256-bit key that seals private signing keys (and, later, TOTP seeds) at rest.
+#[derive(Clone)]
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for MasterKey {

@@ -36,9 +36,9 @@ pub fn user_claims(user: &User, scopes: &ScopeSet) -> Map<String, Value> {
     }
     if scopes.contains("email") {
         claims.insert("email".into(), Value::from(user.email.clone()));
-        // Accounts are created by admins; Latchkey has not proven the user controls the
-        // address, and says so rather than guess.
-        claims.insert("email_verified".into(), Value::from(false));
+        // OIDC Core §5.1: true only when the user proved they read mail at the address (a
+        // verification, invitation or email-change link) or an admin vouched for it.
+        claims.insert("email_verified".into(), Value::from(user.email_verified()));
     }
     if scopes.contains("roles") {
         claims.insert("roles".into(), Value::from(user.roles.clone()));

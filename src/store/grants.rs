@@ -437,9 +437,18 @@ impl GrantStore for Store {
             "DELETE FROM sessions WHERE expires_at < $1",
             // Revoked client-credentials tokens are remembered only until they expire.
             "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
+            // Links sent by email (issue 12) that nobody used in time.
+            "DELETE FROM email_tokens WHERE expires_at < $1",
         ] {
             removed += self.sql(sql).bind(now).execute(&self.pool).await?.rows_affected();
         }
+        // Delivered and abandoned messages (already emptied) after a week.
+        removed += self
+            .sql("DELETE FROM outbox WHERE (sent_at IS NOT NULL OR failed_at IS NOT NULL) AND created_at < $1")
+            .bind(now - super::outbox::KEEP_DONE_SECS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         // Sealed successors whose grace window has closed (issue 11 item 4): never served after
         // it (the read checks `sealed_until`), and not kept either. A token's own use wipes its
         // copy at once; this catches those never used. Not counted: nothing is deleted.

@@ -4,6 +4,7 @@
 //! This module is the only one that names sqlx. Protocol code sees [`ClientStore`] and
 //! [`KeyStore`] and plain domain types.
 
+mod accounts;
 mod audit;
 mod client_cache;
 mod clients;
@@ -12,6 +13,7 @@ mod grants;
 mod keys;
 mod mfa;
 mod migrate;
+mod outbox;
 mod revocation;
 mod sessions;
 mod statements;
@@ -23,8 +25,8 @@ use std::future::Future;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::authn::AttemptCount;
 use crate::domain::{
-    Client, CodeRecord, CodeRedemption, ConsentRecord, Grant, KeyRecord, LiveRefreshToken, RefreshRotation, ScopeSet,
-    Successor, TotpFactor, User,
+    Client, CodeRecord, CodeRedemption, ConsentRecord, EmailPurpose, EmailToken, Grant, KeyRecord, LiveRefreshToken,
+    OutboxMessage, QueuedMessage, RefreshRotation, ScopeSet, Successor, TotpFactor, User,
 };
 use crate::keys::lifecycle::KeyChange;
 
@@ -231,6 +233,86 @@ pub trait RevocationStore: Send + Sync {
         client_id: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<Option<LiveRefreshToken>>> + Send;
+}
+
+/// Self-service accounts (issue 12): single-use links sent by email, and the changes they make.
+/// Every method that causes a message writes it to the outbox in the same transaction.
+pub trait AccountStore: Send + Sync {
+    /// Inserts a user (sign-up or invitation) with its link and the message carrying it, in one
+    /// transaction; [`StoreError::Conflict`] when the email is taken.
+    fn create_user_with_link(
+        &self,
+        user: &User,
+        token: &EmailToken,
+        message: &OutboxMessage,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stores a link, deleting the user's older links of the same purpose, and its message.
+    fn issue_link(&self, token: &EmailToken, message: &OutboxMessage) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A message that carries no link (notices).
+    fn enqueue_message(&self, message: &OutboxMessage) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A live link of `purpose` (unexpired, its user enabled) and its user, without using it:
+    /// what a page shows before the form that uses it.
+    fn find_link(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: EmailPurpose,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<(EmailToken, User)>>> + Send;
+    /// Uses a verification link and marks the address verified, if it is still the account's.
+    fn verify_email(
+        &self,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<EmailToken>>> + Send;
+    /// Uses a reset link: sets the password, revokes every grant, ends every session, deletes
+    /// the other reset links and writes `notice`, in one transaction. `None`: the link is dead.
+    fn reset_password(
+        &self,
+        token_hash: &[u8; 32],
+        password_hash: &str,
+        now: i64,
+        notice: &OutboxMessage,
+    ) -> impl Future<Output = StoreResult<Option<EmailToken>>> + Send;
+    /// Uses an invitation: sets the first password and marks the address verified.
+    fn accept_invitation(
+        &self,
+        token_hash: &[u8; 32],
+        password_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<EmailToken>>> + Send;
+    /// Uses an email-change link: moves the account to the new address (verified) and writes
+    /// `notice` (to the old address). [`StoreError::Conflict`] when the address was taken
+    /// meanwhile; then nothing changes and the link stays usable.
+    fn change_email(
+        &self,
+        token_hash: &[u8; 32],
+        now: i64,
+        notice: &OutboxMessage,
+    ) -> impl Future<Output = StoreResult<Option<EmailToken>>> + Send;
+    /// An admin says the address is verified; false when no such user exists.
+    fn set_email_verified(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// The outbox's delivery side (mail::sender).
+pub trait OutboxStore: Send + Sync {
+    /// Claims the oldest due message for `lease_secs` and counts the attempt.
+    fn claim_message(
+        &self,
+        now: i64,
+        lease_secs: i64,
+    ) -> impl Future<Output = StoreResult<Option<QueuedMessage>>> + Send;
+    /// Delivered: the message is kept, emptied, for a week.
+    fn message_sent(&self, id: &str, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Not delivered: tried again at `retry_at`, or given up when `None`.
+    fn message_failed(
+        &self,
+        id: &str,
+        now: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Messages neither delivered nor given up.
+    fn pending_messages(&self) -> impl Future<Output = StoreResult<i64>> + Send;
 }
 
 /// Second factors: the authenticator-app seed and recovery codes.

@@ -2,14 +2,18 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Store, StoreError, StoreResult, UserStore};
-use crate::domain::User;
+use crate::domain::{CreatedVia, EmailPurpose, User};
 
-const COLUMNS: &str = "sub, email, name, password_hash, roles, created_at, password_changed_at, disabled_at";
+pub(super) const COLUMNS: &str =
+    "sub, email, name, password_hash, roles, created_at, password_changed_at, disabled_at, email_verified_at, created_via";
 
-fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+pub(super) fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let sub: String = row.try_get("sub")?;
     let roles: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("roles")?)
         .map_err(|e| StoreError::Corrupt(format!("user {sub}: roles: {e}")))?;
+    let via: String = row.try_get("created_via")?;
+    let created_via =
+        CreatedVia::parse(&via).ok_or_else(|| StoreError::Corrupt(format!("user {sub}: created_via `{via}`")))?;
     Ok(User {
         email: row.try_get("email")?,
         name: row.try_get("name")?,
@@ -18,11 +22,13 @@ fn user_from_row(row: &AnyRow) -> StoreResult<User> {
         created_at: row.try_get("created_at")?,
         password_changed_at: row.try_get("password_changed_at")?,
         disabled_at: row.try_get("disabled_at")?,
+        email_verified_at: row.try_get("email_verified_at")?,
+        created_via,
         sub,
     })
 }
 
-fn roles_json(roles: &[String]) -> String {
+pub(super) fn roles_json(roles: &[String]) -> String {
     serde_json::Value::from(roles.to_vec()).to_string()
 }
 
@@ -30,7 +36,7 @@ impl Store {
     /// Revokes every live grant of a user and deletes their sessions: what a password change
     /// or a disable must do (shared/security.md: "Password change, logout, user or client
     /// disable end the family").
-    async fn end_everything_of(
+    pub(super) async fn end_everything_of(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         sub: &str,
@@ -42,15 +48,21 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         self.sql("DELETE FROM sessions WHERE user_sub = $1").bind(sub).execute(&mut **tx).await?;
+        // Issue 12 item 4: a reset link is dead after any password change (and a disable).
+        self.sql("DELETE FROM email_tokens WHERE user_sub = $1 AND purpose = $2")
+            .bind(sub)
+            .bind(EmailPurpose::ResetPassword.as_str())
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 }
 
-impl UserStore for Store {
-    async fn insert_user(&self, u: &User) -> StoreResult<()> {
+impl Store {
+    pub(super) async fn insert_user_on(&self, conn: &mut sqlx::AnyConnection, u: &User) -> StoreResult<()> {
         self.sql(
-            "INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, password_changed_at, disabled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
+            "INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, password_changed_at, \
+             disabled_at, email_verified_at, created_via) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10)",
         )
         .bind(&u.sub)
         .bind(&u.email)
@@ -60,9 +72,18 @@ impl UserStore for Store {
         .bind(u.created_at)
         .bind(u.password_changed_at)
         .bind(u.disabled_at)
-        .execute(&self.pool)
+        .bind(u.email_verified_at)
+        .bind(u.created_via.as_str())
+        .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+}
+
+impl UserStore for Store {
+    async fn insert_user(&self, u: &User) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        self.insert_user_on(&mut conn, u).await
     }
 
     async fn find_user(&self, sub: &str) -> StoreResult<Option<User>> {

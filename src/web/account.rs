@@ -18,7 +18,7 @@ use crate::authn::sign_in::{
     check_password, check_second_factor, open_seed, seal_seed, FactorFailure, PasswordFailure,
 };
 use crate::authn::{recovery, totp};
-use crate::domain::is_plausible_client_id;
+use crate::domain::{is_plausible_client_id, User};
 use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::oauth::client_auth::ClientLookup;
@@ -31,7 +31,7 @@ use crate::store::{GrantStore, MfaStore, UserStore};
 const ENROLMENT_REUSE_SECS: i64 = 600;
 
 /// A 503 page; the cause is logged, never shown (issue 9, item 3).
-fn unavailable(state: &AppState, e: impl std::fmt::Display) -> Response {
+pub(super) fn unavailable(state: &AppState, e: impl std::fmt::Display) -> Response {
     pages::unavailable(state, &format_args!("account page failed: {e}"))
 }
 
@@ -41,7 +41,7 @@ fn day(ts: i64) -> String {
 
 /// The signed-in user, or the way to become one: the code page when only the password was
 /// given, the sign-in page otherwise (coming back here afterwards).
-async fn require_user(state: &AppState, session: &Session) -> WebResult<SignedIn> {
+pub(super) async fn require_user(state: &AppState, session: &Session) -> WebResult<SignedIn> {
     if let Some(user) = session::signed_in(state, session).await? {
         return Ok(user);
     }
@@ -52,7 +52,7 @@ async fn require_user(state: &AppState, session: &Session) -> WebResult<SignedIn
 }
 
 /// Every account form: the CSRF token, then the signed-in user.
-async fn checked_post(state: &AppState, session: &Session, csrf: Option<&str>) -> WebResult<SignedIn> {
+pub(super) async fn checked_post(state: &AppState, session: &Session, csrf: Option<&str>) -> WebResult<SignedIn> {
     session::require_csrf(state, session, csrf).await?;
     require_user(state, session).await
 }
@@ -61,12 +61,16 @@ async fn notice(state: &AppState, session: &Session, ok: Option<String>, error: 
     session::set_notice(state, session, Notice { ok, error }).await
 }
 
-async fn back_with_error(state: &AppState, session: &Session, error: impl Into<String>) -> WebResult<Response> {
+pub(super) async fn back_with_error(
+    state: &AppState,
+    session: &Session,
+    error: impl Into<String>,
+) -> WebResult<Response> {
     notice(state, session, None, Some(error.into())).await?;
     Ok(see_other(paths::ACCOUNT))
 }
 
-async fn back_with_ok(state: &AppState, session: &Session, ok: impl Into<String>) -> WebResult<Response> {
+pub(super) async fn back_with_ok(state: &AppState, session: &Session, ok: impl Into<String>) -> WebResult<Response> {
     notice(state, session, Some(ok.into()), None).await?;
     Ok(see_other(paths::ACCOUNT))
 }
@@ -115,6 +119,7 @@ pub async fn show(State(state): State<AppState>, session: Session) -> Response {
                 context! {
                     csrf,
                     notice,
+                    email_verified => user.email_verified(),
                     email => user.email,
                     password_changed => day(user.password_changed_at),
                     totp_enabled => totp_since.is_some(),
@@ -127,6 +132,70 @@ pub async fn show(State(state): State<AppState>, session: Session) -> Response {
         }
         .await,
     )
+}
+
+/// Re-authentication on an account form: the current password, through the same failure
+/// counter and audit trail as the sign-in page. `Some(answer)` when it was wrong.
+pub(super) async fn confirm_password(
+    state: &AppState,
+    session: &Session,
+    requester: &Requester,
+    user: &User,
+    password: &str,
+    page: &str,
+    now: i64,
+) -> WebResult<Option<Response>> {
+    let store = state.store();
+    let Err(failed) = check_password(store, state.passwords(), state.throttle(), &user.email, password, now).await
+    else {
+        return Ok(None);
+    };
+    if let PasswordFailure::Unavailable(e) = failed.failure {
+        return Err(unavailable(state, e));
+    }
+    if let Some(ip) = requester.ip {
+        state.sign_in_failures().record_failure(ip);
+    }
+    let origin = requester.origin();
+    let detail = serde_json::json!({ "reason": failed.failure.audit_reason(), "page": page });
+    audit::record(store, AuditEvent::new(kind::SIGN_IN_FAILED, now, &origin).user(&user.sub).detail(detail)).await;
+    if failed.locked_now {
+        let lock = serde_json::json!({ "factor": "password" });
+        audit::record(store, AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin).user(&user.sub).detail(lock)).await;
+    }
+    Ok(Some(back_with_error(state, session, "Your current password is not right.").await?))
+}
+
+/// Re-authentication's second half for users with an authenticator app: a current code or a
+/// recovery code, through the per-user code counter. `Some(answer)` when it was wrong.
+pub(super) async fn confirm_second_factor(
+    state: &AppState,
+    session: &Session,
+    requester: &Requester,
+    sub: &str,
+    code: &str,
+    wrong: &str,
+    now: i64,
+) -> WebResult<Option<Response>> {
+    let store = state.store();
+    let Err(failed) = check_second_factor(store, state.master_key(), state.throttle(), sub, code, now).await else {
+        return Ok(None);
+    };
+    let message = match failed.failure {
+        FactorFailure::Unavailable(e) => return Err(unavailable(state, e)),
+        FactorFailure::Locked { .. } => "Too many wrong codes. Try again later.",
+        FactorFailure::Wrong => wrong,
+    };
+    if let Some(ip) = requester.ip {
+        state.sign_in_failures().record_failure(ip);
+    }
+    let origin = requester.origin();
+    audit::record(store, AuditEvent::new(kind::MFA_FAILED, now, &origin).user(sub)).await;
+    if failed.locked_now {
+        let lock = serde_json::json!({ "factor": "otp" });
+        audit::record(store, AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin).user(sub).detail(lock)).await;
+    }
+    Ok(Some(back_with_error(state, session, message).await?))
 }
 
 #[derive(Deserialize)]
@@ -159,31 +228,10 @@ pub async fn change_password(
             let now = unix_now();
             let current = form.current.unwrap_or_default();
             let new = form.new.unwrap_or_default();
-            if let Err(failed) =
-                check_password(store, state.passwords(), state.throttle(), &user.email, &current, now).await
+            if let Some(refused) =
+                confirm_password(&state, &session, &requester, &user, &current, "change_password", now).await?
             {
-                if let PasswordFailure::Unavailable(e) = failed.failure {
-                    return Err(unavailable(&state, e));
-                }
-                if let Some(ip) = requester.ip {
-                    state.sign_in_failures().record_failure(ip);
-                }
-                let origin = requester.origin();
-                let detail = serde_json::json!({ "reason": failed.failure.audit_reason(), "page": "change_password" });
-                audit::record(
-                    store,
-                    AuditEvent::new(kind::SIGN_IN_FAILED, now, &origin).user(&user.sub).detail(detail),
-                )
-                .await;
-                if failed.locked_now {
-                    let lock = serde_json::json!({ "factor": "password" });
-                    audit::record(
-                        store,
-                        AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin).user(&user.sub).detail(lock),
-                    )
-                    .await;
-                }
-                return back_with_error(&state, &session, "Your current password is not right.").await;
+                return Ok(refused);
             }
             if new != form.confirm.unwrap_or_default() {
                 return back_with_error(&state, &session, "The two new passwords are not the same.").await;
@@ -414,29 +462,11 @@ pub async fn totp_remove(
             let now = unix_now();
             let store = state.store();
             let code = form.code.unwrap_or_default();
-            match check_second_factor(store, state.master_key(), state.throttle(), &signed.sub, &code, now).await {
-                Ok(_) => {}
-                Err(failed) => {
-                    let message = match failed.failure {
-                        FactorFailure::Unavailable(e) => return Err(unavailable(&state, e)),
-                        FactorFailure::Locked { .. } => "Too many wrong codes. Try again later.",
-                        FactorFailure::Wrong => "That code is not right; two-step verification is still on.",
-                    };
-                    if let Some(ip) = requester.ip {
-                        state.sign_in_failures().record_failure(ip);
-                    }
-                    let origin = requester.origin();
-                    audit::record(store, AuditEvent::new(kind::MFA_FAILED, now, &origin).user(&signed.sub)).await;
-                    if failed.locked_now {
-                        let lock = serde_json::json!({ "factor": "otp" });
-                        audit::record(
-                            store,
-                            AuditEvent::new(kind::ACCOUNT_LOCKED, now, &origin).user(&signed.sub).detail(lock),
-                        )
-                        .await;
-                    }
-                    return back_with_error(&state, &session, message).await;
-                }
+            let wrong = "That code is not right; two-step verification is still on.";
+            if let Some(refused) =
+                confirm_second_factor(&state, &session, &requester, &signed.sub, &code, wrong, now).await?
+            {
+                return Ok(refused);
             }
             store.remove_mfa(&signed.sub).await.map_err(|e| unavailable(&state, e))?;
             audit::record(store, AuditEvent::new(kind::MFA_REMOVED, now, &requester.origin()).user(&signed.sub)).await;

@@ -13,6 +13,7 @@ use super::pages::{render, see_other, unavailable};
 use super::session::{self, PasswordVerified, SignedIn, WebResult};
 use crate::audit::{self, kind, AuditEvent};
 use crate::authn::sign_in::{check_password, PasswordFailure};
+use crate::config::Registration;
 use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::oauth::client_auth::ClientLookup;
@@ -34,6 +35,8 @@ pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
 pub struct LoginQuery {
     rid: Option<String>,
     next: Option<String>,
+    /// The address to fill in (after following a verification link).
+    login_hint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -70,7 +73,13 @@ struct PageArgs<'a> {
     email: &'a str,
     error: Option<&'a str>,
     status: StatusCode,
+    /// The password was right but the address is not verified yet: offer to resend the link.
+    unverified: bool,
 }
+
+/// Issue 12 item 3: a self-registered account signs in only once its address is verified.
+const UNVERIFIED: &str =
+    "Verify your email address first: follow the link in the message we sent you. No message? Send it again below.";
 
 async fn page(state: &AppState, session: &Session, args: PageArgs<'_>) -> WebResult<Response> {
     let csrf = session::csrf_token(state, session).await?;
@@ -89,8 +98,15 @@ async fn page(state: &AppState, session: &Session, args: PageArgs<'_>) -> WebRes
     }
     let email = if args.email.is_empty() { hint.unwrap_or_default() } else { args.email.to_string() };
     let next = next_page(args.next).map(|_| "account");
-    let (rid, error) = (args.rid, args.error);
-    Ok(render(state, args.status, "login.html", context! { csrf, rid, next, client_name, email, error }))
+    let (rid, error, unverified) = (args.rid, args.error, args.unverified);
+    let notice = session::take_notice(state, session).await?.ok;
+    let registration_open = state.account_settings().registration == Registration::Open;
+    Ok(render(
+        state,
+        args.status,
+        "login.html",
+        context! { csrf, rid, next, client_name, email, error, notice, registration_open, unverified },
+    ))
 }
 
 /// A page answer with `Retry-After` (RFC 9110 §10.2.3), for throttled addresses.
@@ -112,7 +128,10 @@ pub async fn show(State(state): State<AppState>, session: Session, Query(q): Que
         Ok(rid) => rid,
         Err(response) => return response,
     };
-    let args = PageArgs { rid, next: q.next.as_deref(), email: "", error: None, status: StatusCode::OK };
+    // Only to fill in the field: an address longer than any valid one is dropped.
+    let hint = q.login_hint.as_deref().filter(|h| h.len() <= 254).unwrap_or_default();
+    let args =
+        PageArgs { rid, next: q.next.as_deref(), email: hint, error: None, status: StatusCode::OK, unverified: false };
     match page(&state, &session, args).await {
         Ok(r) | Err(r) => r,
     }
@@ -141,6 +160,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
         email: &email_raw,
         error: Some(error),
         status,
+        unverified: false,
     };
     if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
         let message = too_many_from_address(wait.as_secs());
@@ -185,6 +205,16 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
             return page(state, session, args(FAILED, StatusCode::OK)).await;
         }
     };
+
+    if state.account_settings().require_verified_email && user.awaits_verification() {
+        let detail = serde_json::json!({ "reason": "email_unverified", "email": user.email });
+        audit::record(
+            state.store(),
+            AuditEvent::new(kind::SIGN_IN_FAILED, now, &origin).user(&user.sub).detail(detail),
+        )
+        .await;
+        return page(state, session, PageArgs { unverified: true, ..args(UNVERIFIED, StatusCode::FORBIDDEN) }).await;
+    }
 
     // A user with an authenticator app is not signed in until the code is checked.
     let has_totp = match state.store().totp_factor(&user.sub).await {

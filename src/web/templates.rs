@@ -7,7 +7,7 @@ use minijinja::Environment;
 use serde::Serialize;
 
 /// Built-in templates, by name.
-const BUILT_IN: [(&str, &str); 12] = [
+const BUILT_IN: [(&str, &str); 34] = [
     ("layout.html", include_str!("../../templates/layout.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
@@ -19,6 +19,28 @@ const BUILT_IN: [(&str, &str); 12] = [
     ("account.html", include_str!("../../templates/account.html")),
     ("totp_setup.html", include_str!("../../templates/totp_setup.html")),
     ("recovery_codes.html", include_str!("../../templates/recovery_codes.html")),
+    ("register.html", include_str!("../../templates/register.html")),
+    ("check_email.html", include_str!("../../templates/check_email.html")),
+    ("link_action.html", include_str!("../../templates/link_action.html")),
+    ("forgot_password.html", include_str!("../../templates/forgot_password.html")),
+    ("new_password.html", include_str!("../../templates/new_password.html")),
+    ("email_layout.html", include_str!("../../templates/email_layout.html")),
+    ("email_verify.txt", include_str!("../../templates/email_verify.txt")),
+    ("email_verify.html", include_str!("../../templates/email_verify.html")),
+    ("email_signup_existing.txt", include_str!("../../templates/email_signup_existing.txt")),
+    ("email_signup_existing.html", include_str!("../../templates/email_signup_existing.html")),
+    ("email_reset_password.txt", include_str!("../../templates/email_reset_password.txt")),
+    ("email_reset_password.html", include_str!("../../templates/email_reset_password.html")),
+    ("email_password_changed.txt", include_str!("../../templates/email_password_changed.txt")),
+    ("email_password_changed.html", include_str!("../../templates/email_password_changed.html")),
+    ("email_change_email.txt", include_str!("../../templates/email_change_email.txt")),
+    ("email_change_email.html", include_str!("../../templates/email_change_email.html")),
+    ("email_email_changed.txt", include_str!("../../templates/email_email_changed.txt")),
+    ("email_email_changed.html", include_str!("../../templates/email_email_changed.html")),
+    ("email_change_taken.txt", include_str!("../../templates/email_change_taken.txt")),
+    ("email_change_taken.html", include_str!("../../templates/email_change_taken.html")),
+    ("email_invitation.txt", include_str!("../../templates/email_invitation.txt")),
+    ("email_invitation.html", include_str!("../../templates/email_invitation.html")),
     ("latchkey.css", include_str!("../../templates/latchkey.css")),
 ];
 
@@ -54,7 +76,7 @@ impl Templates {
             }
             Ok(BUILT_IN.iter().find(|(n, _)| *n == name).map(|(_, text)| text.to_string()))
         });
-        for (name, _) in BUILT_IN.iter().filter(|(n, _)| n.ends_with(".html")) {
+        for (name, _) in BUILT_IN.iter().filter(|(n, _)| n.ends_with(".html") || n.ends_with(".txt")) {
             env.get_template(name).map_err(|source| TemplateError { name: name.to_string(), source })?;
         }
         Ok(Self { env })

@@ -286,6 +286,7 @@ impl TestApp {
                 name: Some("Ann Example".into()),
                 roles: vec!["admin".into(), "billing".into()],
                 password: TEST_PASSWORD.into(),
+                email_verified: false,
             },
             unix_now(),
         )
@@ -552,6 +553,7 @@ pub async fn exec_sql(db: &TestDatabase, statement: &str, values: &[SqlValue<'_>
         query = match value {
             SqlValue::Int(v) => query.bind(*v),
             SqlValue::Text(v) => query.bind(v.to_string()),
+            SqlValue::Bytes(v) => query.bind(v.to_vec()),
         };
     }
     query.execute(&mut conn).await.expect("statement runs");
@@ -561,4 +563,34 @@ pub async fn exec_sql(db: &TestDatabase, statement: &str, values: &[SqlValue<'_>
 pub enum SqlValue<'a> {
     Int(i64),
     Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+/// One integer from `db` (`COUNT(*)`, a timestamp), read behind the server's back; `None` for
+/// no row or NULL.
+pub async fn query_i64(db: &TestDatabase, statement: &str, values: &[SqlValue<'_>]) -> Option<i64> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.expect("connect to the test database");
+    let mut query = sqlx::query(statement);
+    for value in values {
+        query = match value {
+            SqlValue::Int(v) => query.bind(*v),
+            SqlValue::Text(v) => query.bind(v.to_string()),
+            SqlValue::Bytes(v) => query.bind(v.to_vec()),
+        };
+    }
+    let row = query.fetch_optional(&mut conn).await.expect("statement runs");
+    conn.close().await.expect("close");
+    row.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
+}
+
+/// The first column of every row, as bytes (BLOB on SQLite, BYTEA on Postgres).
+pub async fn query_bytes(db: &TestDatabase, statement: &str) -> Vec<Vec<u8>> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.expect("connect to the test database");
+    let rows = sqlx::query(statement).fetch_all(&mut conn).await.expect("statement runs");
+    conn.close().await.expect("close");
+    rows.iter().map(|r| r.try_get::<Vec<u8>, _>(0).expect("a bytes column")).collect()
 }

@@ -372,6 +372,7 @@ async fn a_hash_made_with_old_parameters_is_replaced_at_sign_in() {
             name: None,
             roles: vec![],
             password: TEST_PASSWORD.into(),
+            email_verified: false,
         },
         latchkey::state::unix_now(),
     )

@@ -764,7 +764,13 @@ async fn the_current_password_on_the_account_page_counts_toward_the_lock() {
 }
 
 fn new_user(email: &str, name: Option<&str>, password: &str) -> NewUser {
-    NewUser { email: email.into(), name: name.map(Into::into), roles: vec![], password: password.into() }
+    NewUser {
+        email: email.into(),
+        name: name.map(Into::into),
+        roles: vec![],
+        password: password.into(),
+        email_verified: false,
+    }
 }
 
 fn refusal(result: Result<latchkey::domain::User, AdminError>) -> String {

@@ -1,0 +1,109 @@
+//! The invitation page (issue 12 item 6): `/invitation?token=…` lets an invited person choose
+//! their first password. Following the emailed link proves the address.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Form;
+use minijinja::context;
+use tower_sessions::Session;
+
+use super::pages::{page_url, render, see_other};
+use super::register::{account_unavailable, dead_link_page, TokenQuery};
+use super::reset::NewPasswordForm;
+use super::session::{self, Notice, WebResult};
+use crate::accounts::{invitation, AccountError};
+use crate::audit::{self, kind, AuditEvent};
+use crate::http::client_ip::Requester;
+use crate::http::paths;
+use crate::state::{unix_now, AppState};
+
+fn respond(result: WebResult<Response>) -> Response {
+    match result {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn dead_invitation(state: &AppState) -> Response {
+    dead_link_page(state, "invitation", "Ask your administrator for a new invitation.")
+}
+
+async fn page(
+    state: &AppState,
+    session: &Session,
+    token: &str,
+    email: &str,
+    error: Option<&str>,
+) -> WebResult<Response> {
+    let csrf = session::csrf_token(state, session).await?;
+    let min_length = state.settings().password_min_length;
+    Ok(render(
+        state,
+        StatusCode::OK,
+        "new_password.html",
+        context! {
+            csrf, token, email, error, min_length,
+            title => "Choose your password",
+            action => paths::INVITATION,
+            button => "Create my account",
+        },
+    ))
+}
+
+/// `GET /invitation?token=…`.
+pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<TokenQuery>) -> Response {
+    respond(
+        async {
+            let token = q.token.unwrap_or_default();
+            match invitation::check_invitation(state.store(), &token, unix_now()).await {
+                Ok((_, user)) => page(&state, &session, &token, &user.email, None).await,
+                Err(AccountError::DeadLink) => Ok(dead_invitation(&state)),
+                Err(e) => Err(account_unavailable(&state, &e)),
+            }
+        }
+        .await,
+    )
+}
+
+/// `POST /invitation`: sets the password; then the person signs in.
+pub async fn accept(
+    State(state): State<AppState>,
+    session: Session,
+    requester: Requester,
+    Form(form): Form<NewPasswordForm>,
+) -> Response {
+    respond(
+        async {
+            session::require_csrf(&state, &session, form.csrf.as_deref()).await?;
+            let now = unix_now();
+            let token = form.token.unwrap_or_default();
+            let (password, confirm) = (form.password.unwrap_or_default(), form.confirm.unwrap_or_default());
+            let user =
+                match invitation::accept(state.store(), state.passwords(), &token, &password, &confirm, now).await {
+                    Ok(user) => user,
+                    Err(AccountError::Invalid(message)) => {
+                        return match invitation::check_invitation(state.store(), &token, now).await {
+                            Ok((_, user)) => page(&state, &session, &token, &user.email, Some(&message)).await,
+                            Err(AccountError::DeadLink) => Ok(dead_invitation(&state)),
+                            Err(e) => Err(account_unavailable(&state, &e)),
+                        };
+                    }
+                    Err(AccountError::DeadLink) => return Ok(dead_invitation(&state)),
+                    Err(e) => return Err(account_unavailable(&state, &e)),
+                };
+            let origin = requester.origin();
+            audit::record(state.store(), AuditEvent::new(kind::INVITATION_ACCEPTED, now, &origin).user(&user.sub))
+                .await;
+            let verified = serde_json::json!({ "email": user.email, "by": "invitation" });
+            audit::record(
+                state.store(),
+                AuditEvent::new(kind::EMAIL_VERIFIED, now, &origin).user(&user.sub).detail(verified),
+            )
+            .await;
+            let ok = "Your account is ready. Sign in with your new password.";
+            session::set_notice(&state, &session, Notice { ok: Some(ok.into()), error: None }).await?;
+            Ok(see_other(&page_url(paths::LOGIN, &[("login_hint", user.email.as_str())])))
+        }
+        .await,
+    )
+}

@@ -1,0 +1,149 @@
+//! Issue 12 item 1: the durable outbox. A request writes its message and answers at once; the
+//! sender delivers with retries, so an SMTP outage loses nothing, and a message goes out once
+//! even with several replicas sending.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::mailbox::*;
+use latchkey::config::{HumanDuration, Registration, Secret};
+
+async fn pending(app: &TestApp) -> i64 {
+    latchkey::store::OutboxStore::pending_messages(app.state.store()).await.unwrap()
+}
+
+async fn attempts(app: &TestApp, recipient: &str) -> i64 {
+    query_i64(&app.db, "SELECT MAX(attempts) FROM outbox WHERE recipient = $1", &[SqlValue::Text(recipient)])
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_message_waits_out_an_smtp_outage_and_is_delivered_when_the_server_is_back() {
+    let port = SmtpServer::unused_port();
+    let app = spawn_app_with(|s| {
+        s.smtp_url = Secret::new(format!("smtp://127.0.0.1:{port}"));
+        s.registration = Registration::Open;
+        s.email_retry_base = HumanDuration::secs(1);
+        s.email_poll_interval = HumanDuration::secs(1);
+    })
+    .await;
+    let user = app.user("patient@example.com").await;
+    let b = browser();
+    let started = Instant::now();
+    let response = submit_form(&app, &b, "/forgot-password", "/forgot-password", &[("email", &user.email)]).await;
+    assert_eq!(response.status().as_u16(), 303, "the page answers while the mail server is down");
+    assert_eq!(pending(&app).await, 1);
+    // The sender tried, failed, and keeps the message for later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempts(&app, &user.email).await < 2 {
+        assert!(Instant::now() < deadline, "the sender retries");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending(&app).await, 1, "not lost, not given up");
+    let error =
+        query_i64(&app.db, "SELECT COUNT(*) FROM outbox WHERE last_error IS NOT NULL AND sent_at IS NULL", &[]).await;
+    assert_eq!(error, Some(1));
+
+    let smtp = SmtpServer::start_on(port);
+    let message = smtp.nth(&user.email, 1).await;
+    assert_eq!(message.subject, "Reset your password");
+    assert_eq!(pending(&app).await, 0);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // Delivered messages keep no body: it carried a live link.
+    let kept = query_bytes(&app.db, "SELECT payload FROM outbox WHERE sent_at IS NOT NULL").await;
+    assert_eq!(kept, vec![Vec::<u8>::new()], "payload emptied");
+    // And the link still works.
+    let token = message.token(&format!("{}/reset-password", app.address));
+    assert_eq!(
+        set_password_by_link(&app, &browser(), "/reset-password", &token, NEW_PASSWORD).await.status().as_u16(),
+        303
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_given_up_at_once() {
+    let (app, smtp) = spawn_mail_app(|_| {}).await;
+    let user = app.user("nobody@example.com").await;
+    submit_form(&app, &browser(), "/forgot-password", "/forgot-password", &[("email", &user.email)]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let failed =
+            query_i64(&app.db, "SELECT failed_at FROM outbox WHERE recipient = $1", &[SqlValue::Text(&user.email)])
+                .await;
+        if failed.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a 550 is not retried for a day");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(attempts(&app, &user.email).await, 1);
+    assert_eq!(pending(&app).await, 0);
+    assert!(smtp.messages_to(&user.email).is_empty());
+}
+
+/// The payload is sealed with the master key: the database holds no link in the clear.
+#[tokio::test]
+async fn queued_messages_are_sealed() {
+    let port = SmtpServer::unused_port();
+    let app = spawn_app_with(|s| s.smtp_url = Secret::new(format!("smtp://127.0.0.1:{port}"))).await;
+    let user = app.user("sealed@example.com").await;
+    submit_form(&app, &browser(), "/forgot-password", "/forgot-password", &[("email", &user.email)]).await;
+    let queued = query_bytes(&app.db, "SELECT payload FROM outbox").await;
+    assert_eq!(queued.len(), 1);
+    let payload = String::from_utf8_lossy(&queued[0]);
+    assert!(queued[0].len() > 100, "the message is there, sealed");
+    for needle in ["reset-password", "Reset your password", "token", "sealed@example.com"] {
+        assert!(!payload.contains(needle), "{needle} in a queued payload");
+    }
+    // The token's hash, stored beside it, is no help either: the link is only in the sealed body.
+    assert_eq!(outbox_rows(&app, &user.email).await, 1);
+}
+
+/// Two replicas on one database, both sending: every message is delivered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_the_outbox_and_each_message_goes_out_once() {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let configure = |s: &mut latchkey::config::Settings| {
+        s.smtp_url = Secret::new(url.clone());
+        s.email_ip_burst = 100;
+        s.email_retry_base = HumanDuration::secs(1);
+        s.email_poll_interval = HumanDuration::secs(1);
+    };
+    let first = spawn_app_with(configure).await;
+    let second = spawn_app_on(first.db.alias(), first.settings.clone(), configure).await;
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(first.user(&format!("many{i}@example.com")).await.email);
+    }
+    // Half the requests at each replica; each wakes its own sender, and both poll.
+    for (i, email) in users.iter().enumerate() {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let response = submit_form(app, &browser(), "/forgot-password", "/forgot-password", &[("email", email)]).await;
+        assert_eq!(response.status().as_u16(), 303);
+    }
+    for email in &users {
+        smtp.wait_for(email, 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for email in &users {
+        assert_eq!(smtp.messages_to(email).len(), 1, "{email} got its message once");
+    }
+    assert_eq!(pending(&first).await, 0);
+}
+
+/// Without `smtp_url` the server still runs: messages go to the log and count as sent.
+#[tokio::test]
+async fn without_smtp_url_messages_go_to_the_log() {
+    let app = spawn_app_with(|s| s.email_poll_interval = HumanDuration::secs(1)).await;
+    let user = app.user("dev@example.com").await;
+    submit_form(&app, &browser(), "/forgot-password", "/forgot-password", &[("email", &user.email)]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pending(&app).await > 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = query_i64(&app.db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL", &[]).await;
+    assert_eq!(sent, Some(1));
+}
