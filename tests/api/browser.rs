@@ -749,3 +749,104 @@ async fn a_single_page_app_signs_in_reads_userinfo_and_refreshes_cross_origin() 
     };
     assert_eq!(status, 200, "{body}");
 }
+
+/// Issue 12: a new person signs up from an app's sign-in page in Chromium, follows the link
+/// the real SMTP server received, signs in and lands back in the app, whose ID token says the
+/// address is verified. Screenshots: register.png, check-email.png.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver; .ci/run does)"
+)]
+async fn a_person_signs_up_follows_the_emailed_link_and_lands_in_the_app_in_chromium() {
+    let (chromedriver_bin, chromium_bin) = browser_binaries();
+    let driver = ChromeDriver::start(&chromedriver_bin).await;
+    let (app, smtp) = crate::mailbox::spawn_mail_app(|_| {}).await;
+    let callback = serve_callback_page().await;
+    let client = example_app(&app, &callback).await;
+
+    let browser = driver.session(&chromium_bin).await;
+    let email = "newcomer@example.com";
+    let (code, request) = drive(&browser, async {
+        let request = auth_request(&app, &client.id, &callback);
+        browser.goto(&request.url).await.expect("open the authorization URL");
+        wait_for_url(&browser, &app.url("/login?rid=")).await;
+        click(&browser, Locator::LinkText("Create account")).await;
+        wait_for_url(&browser, &app.url("/register?rid=")).await;
+        assert_eq!(browser.title().await.expect("title"), "Create account for Example App");
+        for (id, value) in
+            [("email", email), ("name", "Sam Newcomer"), ("password", TEST_PASSWORD), ("confirm", TEST_PASSWORD)]
+        {
+            browser.find(Locator::Id(id)).await.expect("a field").send_keys(value).await.expect("type");
+        }
+        screenshot(&browser, "register.png").await;
+        click(&browser, Locator::Css("form[action='/register'] button[type='submit']")).await;
+        wait_for_url(&browser, &app.url("/check-email?")).await;
+        assert_eq!(text_of(&browser, Locator::Id("page-title")).await, "Check your email");
+        screenshot(&browser, "check-email.png").await;
+
+        // The link from the message the SMTP server received, opened in the same browser.
+        let message = smtp.nth(email, 1).await;
+        browser.goto(&message.link(&app.url("/verify-email?token="))).await.expect("open the emailed link");
+        wait_for_title(&browser, "Verify your email address").await;
+        click(&browser, Locator::Css("form[action='/verify-email'] button[type='submit']")).await;
+        wait_for_url(&browser, &app.url("/login?")).await;
+        assert_eq!(
+            text_of(&browser, Locator::Id("notice")).await,
+            "Your email address is verified. Sign in to continue."
+        );
+        let typed = browser.find(Locator::Id("email")).await.expect("email input").prop("value").await.expect("value");
+        assert_eq!(typed.as_deref(), Some(email), "the address is filled in");
+        browser.find(Locator::Id("password")).await.expect("password").send_keys(TEST_PASSWORD).await.expect("type");
+        click(&browser, Locator::Css("form[action='/login'] button[type='submit']")).await;
+        approve_consent(&browser, &app, email, None).await;
+        let code = code_at_callback(&browser, &app, &callback, &request).await;
+        (code, request)
+    })
+    .await;
+    let claims = redeem(&app, &client, &callback, &code, &request).await;
+    assert_eq!(claims["email"], email);
+    assert_eq!(claims["email_verified"], true);
+}
+
+/// Issue 12: "Forgot password?" in Chromium, through the emailed link to the new-password page
+/// and back to sign-in. Screenshots: forgot-password.png, reset-password.png.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver; .ci/run does)"
+)]
+async fn a_person_resets_a_forgotten_password_in_chromium() {
+    let (chromedriver_bin, chromium_bin) = browser_binaries();
+    let driver = ChromeDriver::start(&chromedriver_bin).await;
+    let (app, smtp) = crate::mailbox::spawn_mail_app(|_| {}).await;
+    let user = app.user("forgetful@example.com").await;
+    let browser = driver.session(&chromium_bin).await;
+    let new_password = crate::mailbox::NEW_PASSWORD;
+    drive(&browser, async {
+        browser.goto(&app.url("/login")).await.expect("open the sign-in page");
+        click(&browser, Locator::LinkText("Forgot password?")).await;
+        wait_for_url(&browser, &app.url("/forgot-password")).await;
+        browser.find(Locator::Id("email")).await.expect("email").send_keys(&user.email).await.expect("type");
+        screenshot(&browser, "forgot-password.png").await;
+        click(&browser, Locator::Css("form[action='/forgot-password'] button[type='submit']")).await;
+        wait_for_url(&browser, &app.url("/check-email?sent=reset")).await;
+
+        let message = smtp.nth(&user.email, 1).await;
+        browser.goto(&message.link(&app.url("/reset-password?token="))).await.expect("open the emailed link");
+        wait_for_title(&browser, "Choose a new password").await;
+        for id in ["password", "confirm"] {
+            browser.find(Locator::Id(id)).await.expect("a field").send_keys(new_password).await.expect("type");
+        }
+        screenshot(&browser, "reset-password.png").await;
+        click(&browser, Locator::Css("form[action='/reset-password'] button[type='submit']")).await;
+        wait_for_url(&browser, &app.url("/login?")).await;
+        let notice = text_of(&browser, Locator::Id("notice")).await;
+        assert!(notice.starts_with("Your password was changed"), "{notice}");
+        browser.find(Locator::Id("password")).await.expect("password").send_keys(new_password).await.expect("type");
+        click(&browser, Locator::Css("form[action='/login'] button[type='submit']")).await;
+        wait_for_title(&browser, "You are signed in").await;
+    })
+    .await;
+    assert_eq!(smtp.nth(&user.email, 2).await.subject, "Your password was changed");
+}

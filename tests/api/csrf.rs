@@ -218,3 +218,132 @@ async fn account_apps_revoke() {
     assert_eq!(response.status().as_u16(), 303);
     assert!(app.state.store().find_consent(&user.sub, &client.id).await.unwrap().is_none(), "revoked");
 }
+
+// Issue 12's forms: sign-up, resend, verification, forgot and reset password, invitation,
+// email change and its confirmation, and the account page's verification request.
+
+use crate::mailbox::{outbox_rows, spawn_mail_app, NEW_PASSWORD};
+
+async fn page_csrf(app: &TestApp, b: &reqwest::Client, path: &str) -> String {
+    let page = b.get(app.url(path)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200, "GET {path}");
+    hidden_field(&page.text().await.unwrap(), "csrf")
+}
+
+async fn users(app: &TestApp) -> Option<i64> {
+    query_i64(&app.db, "SELECT COUNT(*) FROM users", &[]).await
+}
+
+#[tokio::test]
+async fn register() {
+    let (app, _smtp) = spawn_mail_app(|_| {}).await;
+    let foreign = foreign_csrf(&app).await;
+    let b = browser();
+    let csrf = page_csrf(&app, &b, "/register").await;
+    let fields = [("email", "sam@example.com"), ("name", "Sam"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
+    assert_forbidden(&app, &b, "/register", &fields, &foreign).await;
+    assert_eq!(users(&app).await, Some(0));
+    assert_eq!(post_with(&app, &b, "/register", &fields, &csrf).await.status().as_u16(), 303);
+    assert_eq!(users(&app).await, Some(1));
+}
+
+/// Sign-up, then the resend and verify forms of that account.
+#[tokio::test]
+async fn verify_email_and_resend() {
+    let (app, smtp) = spawn_mail_app(|_| {}).await;
+    let foreign = foreign_csrf(&app).await;
+    let email = "sam@example.com";
+    crate::mailbox::sign_up(&app, &browser(), email, NEW_PASSWORD).await;
+    let first = smtp.nth(email, 1).await.token(&app.url("/verify-email"));
+    let b = browser();
+    let csrf = page_csrf(&app, &b, "/login").await;
+    assert_forbidden(&app, &b, "/verify-email/resend", &[("email", email)], &foreign).await;
+    assert_eq!(outbox_rows(&app, email).await, 1, "nothing resent");
+    assert_eq!(post_with(&app, &b, "/verify-email/resend", &[("email", email)], &csrf).await.status().as_u16(), 303);
+    let token = smtp.nth(email, 2).await.token(&app.url("/verify-email"));
+    assert_ne!(first, token);
+    let csrf = page_csrf(&app, &b, &format!("/verify-email?token={token}")).await;
+    assert_forbidden(&app, &b, "/verify-email", &[("token", &token)], &foreign).await;
+    let user = latchkey::admin::users::show(app.state.store(), email).await.unwrap();
+    assert!(!user.email_verified(), "not verified by a forged form");
+    assert_eq!(post_with(&app, &b, "/verify-email", &[("token", &token)], &csrf).await.status().as_u16(), 303);
+    assert!(latchkey::admin::users::show(app.state.store(), email).await.unwrap().email_verified());
+}
+
+#[tokio::test]
+async fn forgot_and_reset_password() {
+    let (app, smtp) = spawn_mail_app(|_| {}).await;
+    let user = app.user("ann@example.com").await;
+    let foreign = foreign_csrf(&app).await;
+    let b = browser();
+    let csrf = page_csrf(&app, &b, "/forgot-password").await;
+    assert_forbidden(&app, &b, "/forgot-password", &[("email", &user.email)], &foreign).await;
+    assert_eq!(outbox_rows(&app, &user.email).await, 0, "no reset mail from a forged form");
+    assert_eq!(post_with(&app, &b, "/forgot-password", &[("email", &user.email)], &csrf).await.status().as_u16(), 303);
+    let token = smtp.nth(&user.email, 1).await.token(&app.url("/reset-password"));
+    let csrf = page_csrf(&app, &b, &format!("/reset-password?token={token}")).await;
+    let fields = [("token", token.as_str()), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
+    assert_forbidden(&app, &b, "/reset-password", &fields, &foreign).await;
+    assert_eq!(count(&app, "password_reset.completed").await, 0);
+    assert_eq!(post_with(&app, &b, "/reset-password", &fields, &csrf).await.status().as_u16(), 303);
+    assert_eq!(count(&app, "password_reset.completed").await, 1);
+}
+
+#[tokio::test]
+async fn invitation() {
+    let (app, smtp) = spawn_mail_app(|_| {}).await;
+    let foreign = foreign_csrf(&app).await;
+    let letters = app.state.letters();
+    let invited = latchkey::admin::users::invite(
+        app.state.store(),
+        app.state.passwords(),
+        &letters,
+        app.state.account_settings(),
+        latchkey::admin::users::NewInvitation { email: "ivy@example.com".into(), name: None, roles: vec![] },
+        latchkey::state::unix_now(),
+    )
+    .await
+    .unwrap();
+    app.state.wake_outbox();
+    let token = smtp.nth(&invited.email, 1).await.token(&app.url("/invitation"));
+    let b = browser();
+    let csrf = page_csrf(&app, &b, &format!("/invitation?token={token}")).await;
+    let fields = [("token", token.as_str()), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
+    assert_forbidden(&app, &b, "/invitation", &fields, &foreign).await;
+    assert_eq!(count(&app, "invitation.accepted").await, 0);
+    assert_eq!(post_with(&app, &b, "/invitation", &fields, &csrf).await.status().as_u16(), 303);
+    assert_eq!(count(&app, "invitation.accepted").await, 1);
+}
+
+#[tokio::test]
+async fn account_email_and_its_confirmation() {
+    let (app, smtp) = spawn_mail_app(|_| {}).await;
+    let user = app.user("ann@example.com").await;
+    let foreign = foreign_csrf(&app).await;
+    let b = signed_in(&app, &user.email, TEST_PASSWORD).await;
+    let csrf = account_csrf(&app, &b).await;
+    let fields = [("email", "ann2@example.com"), ("password", TEST_PASSWORD)];
+    assert_forbidden(&app, &b, "/account/email", &fields, &foreign).await;
+    assert_eq!(outbox_rows(&app, "ann2@example.com").await, 0);
+    assert_eq!(post_with(&app, &b, "/account/email", &fields, &csrf).await.status().as_u16(), 303);
+    let token = smtp.nth("ann2@example.com", 1).await.token(&app.url("/confirm-email-change"));
+    let csrf = page_csrf(&app, &b, &format!("/confirm-email-change?token={token}")).await;
+    assert_forbidden(&app, &b, "/confirm-email-change", &[("token", &token)], &foreign).await;
+    assert_eq!(latchkey::admin::users::show(app.state.store(), &user.sub).await.unwrap().email, "ann@example.com");
+    let response = post_with(&app, &b, "/confirm-email-change", &[("token", &token)], &csrf).await;
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(latchkey::admin::users::show(app.state.store(), &user.sub).await.unwrap().email, "ann2@example.com");
+}
+
+#[tokio::test]
+async fn account_verify_email() {
+    let (app, _smtp) = spawn_mail_app(|_| {}).await;
+    let user = app.user("ann@example.com").await;
+    let foreign = foreign_csrf(&app).await;
+    let b = signed_in(&app, &user.email, TEST_PASSWORD).await;
+    let csrf = account_csrf(&app, &b).await;
+    assert_forbidden(&app, &b, "/account/verify-email", &[], &foreign).await;
+    assert_eq!(outbox_rows(&app, &user.email).await, 0);
+    assert_eq!(post_with(&app, &b, "/account/verify-email", &[], &csrf).await.status().as_u16(), 303);
+    assert_eq!(outbox_rows(&app, &user.email).await, 1);
+}

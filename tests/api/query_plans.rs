@@ -7,7 +7,8 @@
 //! right password, consent, code, code replay, refresh, refresh within the grace window,
 //! refresh reuse (with its audit event), userinfo,
 //! client_credentials, a session's second code, TOTP enrolment and sign-in, recovery codes, the
-//! account pages, password change, app revocation, logout), then asks the database for the plan
+//! account pages, password change, app revocation, logout; and issue 12's sign-up, verification,
+//! resend, reset, email change, invitation and the outbox sender), then asks the database for the plan
 //! of each recorded statement:
 //!
 //! - SQLite: `EXPLAIN QUERY PLAN`, once as Latchkey runs it (no statistics) and once after
@@ -39,6 +40,7 @@ use latchkey::store::{GrantStore, MfaStore};
 use sqlx::{Connection, Row};
 
 use crate::helpers::*;
+use crate::mailbox::SmtpServer;
 
 /// Tables that do not grow with use, with the reason.
 const SMALL_TABLES: &[&str] = &[
@@ -273,6 +275,54 @@ async fn drive_every_request_path(app: &TestApp) {
     app.state.store().delete_expired(unix_now()).await.unwrap();
 }
 
+/// Issue 12's request paths: sign-up, the unverified refusal, resend, verification, reset,
+/// email change, the account page's verification request, an invitation; and the outbox's
+/// sender, which delivers every one of their messages through a real SMTP server.
+async fn drive_self_service(app: &TestApp, smtp: &SmtpServer) {
+    use crate::mailbox::{set_password_by_link, sign_up, submit_form, try_sign_in, use_link, NEW_PASSWORD};
+    let email = "newcomer@example.com";
+    sign_up(app, &browser(), email, NEW_PASSWORD).await;
+    sign_up(app, &browser(), email, NEW_PASSWORD).await;
+    assert_eq!(try_sign_in(app, email, NEW_PASSWORD).await.status().as_u16(), 403);
+    let b = browser();
+    submit_form(app, &b, "/login", "/verify-email/resend", &[("email", email)]).await;
+    let token = smtp.nth(email, 3).await.token(&app.url("/verify-email"));
+    assert_eq!(use_link(app, &b, "/verify-email", &token).await.status().as_u16(), 303);
+
+    submit_form(app, &b, "/forgot-password", "/forgot-password", &[("email", email)]).await;
+    submit_form(app, &b, "/forgot-password", "/forgot-password", &[("email", "unknown@example.com")]).await;
+    let token = smtp.nth(email, 4).await.token(&app.url("/reset-password"));
+    assert_eq!(set_password_by_link(app, &b, "/reset-password", &token, TEST_PASSWORD).await.status().as_u16(), 303);
+
+    let signed = signed_in(app, email, TEST_PASSWORD).await;
+    let fields = [("email", "moved@example.com"), ("password", TEST_PASSWORD)];
+    assert_eq!(submit_form(app, &signed, "/account", "/account/email", &fields).await.status().as_u16(), 303);
+    let token = smtp.nth("moved@example.com", 1).await.token(&app.url("/confirm-email-change"));
+    assert_eq!(use_link(app, &signed, "/confirm-email-change", &token).await.status().as_u16(), 303);
+
+    let admin_made = app.user("admin-made@example.com").await;
+    let other = signed_in(app, &admin_made.email, TEST_PASSWORD).await;
+    assert_eq!(submit_form(app, &other, "/account", "/account/verify-email", &[]).await.status().as_u16(), 303);
+
+    let letters = app.state.letters();
+    let invitation =
+        latchkey::admin::users::NewInvitation { email: "ivy@example.com".into(), name: None, roles: vec![] };
+    latchkey::admin::users::invite(
+        app.state.store(),
+        app.state.passwords(),
+        &letters,
+        app.state.account_settings(),
+        invitation,
+        unix_now(),
+    )
+    .await
+    .unwrap();
+    app.state.wake_outbox();
+    let token = smtp.nth("ivy@example.com", 1).await.token(&app.url("/invitation"));
+    assert_eq!(set_password_by_link(app, &browser(), "/invitation", &token, NEW_PASSWORD).await.status().as_u16(), 303);
+    smtp.wait_for(&admin_made.email, 1).await;
+}
+
 /// Statements the flow must have recorded: a check that recording sees the request paths.
 const EXPECTED: &[&str] = &[
     "UPDATE authorization_codes",
@@ -286,14 +336,19 @@ const EXPECTED: &[&str] = &[
     "FROM clients",
     "revoked_access_tokens",
     "SELECT grant_id FROM refresh_tokens WHERE token_hash",
+    "INSERT INTO outbox",
+    "UPDATE outbox SET claimed_until",
+    "DELETE FROM email_tokens WHERE token_hash",
+    "FROM email_tokens t JOIN users u",
 ];
 
 #[tokio::test]
 async fn no_request_path_statement_scans_a_table_that_grows_with_use() {
-    let app = spawn_app().await;
+    let (app, smtp) = crate::mailbox::spawn_mail_app(|s| s.email_ip_burst = 100).await;
     let store = app.state.store();
     store.record_statements(true);
     drive_every_request_path(&app).await;
+    drive_self_service(&app, &smtp).await;
     store.record_statements(false);
     let statements = store.recorded_statements();
     for expected in EXPECTED {
@@ -468,6 +523,16 @@ fn seed_statements(series: &str, blob: &str) -> Vec<String> {
         format!(
             "{series} INSERT INTO revoked_access_tokens (jti, client_id, revoked_at, expires_at) \
              SELECT 'seed-jti-' || i, 'seed-client-' || (i % 200), 0, 9999999999 FROM s"
+        ),
+        format!(
+            "{series} INSERT INTO email_tokens (token_hash, purpose, user_sub, email, resume, created_at, expires_at) \
+             SELECT {blob}, 'reset_password', 'seed-user-' || i, 'seed' || i || '@example.com', NULL, 0, 9999999999 FROM s"
+        ),
+        format!(
+            "{series} INSERT INTO outbox (id, kind, recipient, payload, created_at, attempts, next_attempt_at, \
+             claimed_until, last_error, sent_at, failed_at) SELECT 'seed-message-' || i, 'email', \
+             'seed' || i || '@example.com', {blob}, i, 1, i, NULL, NULL, CASE WHEN i % 100 = 0 THEN NULL ELSE i END, NULL \
+             FROM s"
         ),
         format!(
             "{series} INSERT INTO audit_events (at, event, user_sub, client_id, ip, user_agent, detail) \
