@@ -74,6 +74,7 @@ impl Application {
         // Building the hasher computes the dummy hash once: off the runtime.
         let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(&password_settings)).await??;
         let templates = Templates::load(settings.templates_dir.clone()).context("cannot load the page templates")?;
+        crate::mail::compose::check_templates(&templates).context("cannot use the email templates")?;
         let transport =
             Transport::from_url(settings.smtp_url.expose()).map_err(|e| anyhow::anyhow!("setting `smtp_url`: {e}"))?;
         if transport.is_log() {

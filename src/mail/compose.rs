@@ -121,3 +121,12 @@ pub fn open_from_outbox(master: &MasterKey, id: &str, sealed: &[u8]) -> Result<E
     let plain = seal::open(master, sealed, &payload_aad(id)).map_err(|_| ComposeError::Seal)?;
     serde_json::from_slice(&plain).map_err(|_| ComposeError::Seal)
 }
+
+/// Renders every kind once with no values, so a replaced template that is broken (no
+/// `Subject:` line, a syntax error) fails at start rather than on a user's request.
+pub fn check_templates(templates: &Templates) -> Result<(), ComposeError> {
+    for kind in MessageKind::ALL {
+        render(templates, kind, "check@example.invalid", serde_json::json!({}))?;
+    }
+    Ok(())
+}

@@ -147,3 +147,80 @@ async fn without_smtp_url_messages_go_to_the_log() {
     let sent = query_i64(&app.db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL", &[]).await;
     assert_eq!(sent, Some(1));
 }
+
+/// The development setup the README starts with: `registration=open` and no `smtp_url`. The
+/// real binary warns at start, and the log carries each message with its working link.
+#[tokio::test]
+async fn the_real_binary_without_smtp_warns_and_logs_usable_links() {
+    let db = fresh_database().await;
+    cli_json(&latchkey_cli(
+        &db,
+        &["user", "create", "--email", "dev@example.com", "--password-stdin"],
+        &[],
+        Some(&format!("{TEST_PASSWORD}\n")),
+    ));
+    let master = latchkey::secret::random_token(32);
+    let server = crate::shutdown::Server::start_with(&db, &master, &[("LATCHKEY_REGISTRATION", "open")], None).await;
+    assert!(
+        server.logs().contains("smtp_url is not set: emails are written to the log"),
+        "the start-up warning:\n{}",
+        server.logs()
+    );
+    let b = browser();
+    let page = b.get(server.url("/forgot-password")).send().await.unwrap().text().await.unwrap();
+    let form = [("csrf", hidden_field(&page, "csrf")), ("email", "dev@example.com".to_string())];
+    assert_eq!(b.post(server.url("/forgot-password")).form(&form).send().await.unwrap().status().as_u16(), 303);
+    let prefix = server.url("/reset-password?token=");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let link = loop {
+        let logs = server.logs();
+        if let Some(start) = logs.find(&prefix) {
+            break logs[start..].split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no link in the log:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reset_page = b.get(&link).send().await.unwrap();
+    assert_eq!(reset_page.status().as_u16(), 200, "the logged link works");
+    assert!(server.logs().contains("Subject") || server.logs().contains("subject"), "{}", server.logs());
+}
+
+/// Issue 12 item 1: each message's text and HTML come from templates a deployment may replace
+/// through `templates_dir`, like the pages; a broken replacement stops the start, not a request.
+#[tokio::test]
+async fn email_templates_can_be_replaced_and_a_broken_one_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("email_reset_password.txt"),
+        "Subject: ACME password help\n\nHi {{ name }}, choose a new ACME password: {{ link }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("email_reset_password.html"),
+        "<p>ACME: <a href=\"{{ link }}\">new password</a></p>",
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let (app, smtp) = spawn_mail_app(move |s| s.templates_dir = Some(path)).await;
+    let user = app.user("acme@example.com").await;
+    submit_form(&app, &browser(), "/forgot-password", "/forgot-password", &[("email", &user.email)]).await;
+    let message = smtp.nth(&user.email, 1).await;
+    assert_eq!(message.subject, "ACME password help");
+    assert!(message.text.starts_with("Hi Ann Example, choose a new ACME password: "), "{}", message.text);
+    assert!(message.html.starts_with("<p>ACME: "), "{}", message.html);
+    let token = message.token(&app.url("/reset-password"));
+    assert_eq!(set_password_by_link(&app, &browser(), "/reset-password", &token, NEW_PASSWORD).await.status().as_u16(), 303);
+
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("email_invitation.txt"), "Welcome aboard: {{ link }}\n").unwrap();
+    let db = fresh_database().await;
+    let mut settings = test_settings(&db.url);
+    settings.templates_dir = Some(broken.path().to_path_buf());
+    let settings = settings.validated().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let error = match latchkey::startup::Application::build_on(settings, listener).await {
+        Ok(_) => panic!("a template without a Subject line must not start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("email_invitation.txt must start with a `Subject: …` line"), "{error}");
+}
