@@ -40,17 +40,27 @@ fn invalid(e: impl std::fmt::Display) -> AdminError {
     AdminError::Invalid(e.to_string())
 }
 
+/// A new user's address (normalised), name and roles (sorted, without repeats), checked.
+fn identity(
+    email: &str,
+    name: Option<&str>,
+    roles: &[String],
+) -> Result<(String, Option<String>, Vec<String>), AdminError> {
+    let email = normalize_email(email).map_err(invalid)?;
+    let name = name.map(validate_name).transpose().map_err(invalid)?;
+    let mut roles = roles.iter().map(|r| validate_role(r)).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
+    roles.sort();
+    roles.dedup();
+    Ok((email, name, roles))
+}
+
 pub async fn create<S: UserStore>(
     store: &S,
     hasher: &PasswordHasher,
     new: NewUser,
     now: i64,
 ) -> Result<User, AdminError> {
-    let email = normalize_email(&new.email).map_err(invalid)?;
-    let name = new.name.as_deref().map(validate_name).transpose().map_err(invalid)?;
-    let mut roles = new.roles.iter().map(|r| validate_role(r)).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
-    roles.sort();
-    roles.dedup();
+    let (email, name, roles) = identity(&new.email, new.name.as_deref(), &new.roles)?;
     let inputs: Vec<&str> = std::iter::once(email.as_str()).chain(name.as_deref()).collect();
     hasher.check_policy(&new.password, &inputs).map_err(invalid)?;
     let password_hash = hasher.hash(&new.password).await.map_err(invalid)?;
@@ -91,11 +101,7 @@ pub async fn invite<S: UserStore + AccountStore>(
     new: NewInvitation,
     now: i64,
 ) -> Result<User, AdminError> {
-    let email = normalize_email(&new.email).map_err(invalid)?;
-    let name = new.name.as_deref().map(validate_name).transpose().map_err(invalid)?;
-    let mut roles = new.roles.iter().map(|r| validate_role(r)).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
-    roles.sort();
-    roles.dedup();
+    let (email, name, roles) = identity(&new.email, new.name.as_deref(), &new.roles)?;
     invitation::invite(store, hasher, letters, settings, Invitee { email, name, roles }, now).await.map_err(|e| match e
     {
         AccountError::Invalid(why) => AdminError::Invalid(why),

@@ -87,6 +87,37 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A password set through a reset link or an invitation: reading mail at the address is
+    /// what the link proved, so the address counts as verified; every session and grant of the
+    /// user ends (and the reset links with them). False when the account no longer has the
+    /// address the link went to.
+    async fn set_password_by_link_on(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        token: &EmailToken,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = self
+            .sql(
+                "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
+                 email_verified_at = COALESCE(email_verified_at, $2) WHERE sub = $3 AND email = $4",
+            )
+            .bind(password_hash)
+            .bind(now)
+            .bind(&token.user_sub)
+            .bind(&token.email)
+            .execute(&mut **tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.end_everything_of(tx, &token.user_sub, now).await?;
+        Ok(true)
+    }
+}
+
 impl AccountStore for Store {
     async fn create_user_with_link(&self, user: &User, token: &EmailToken, message: &OutboxMessage) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
@@ -177,22 +208,9 @@ impl AccountStore for Store {
         let Some(token) = self.use_token_on(&mut tx, token_hash, EmailPurpose::ResetPassword, now).await? else {
             return Ok(None);
         };
-        // Reading mail at the address is what the link proved: the address counts as verified.
-        let done = self
-            .sql(
-                "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
-                 email_verified_at = COALESCE(email_verified_at, $2) WHERE sub = $3 AND email = $4",
-            )
-            .bind(password_hash)
-            .bind(now)
-            .bind(&token.user_sub)
-            .bind(&token.email)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
+        if !self.set_password_by_link_on(&mut tx, &token, password_hash, now).await? {
             return Ok(None);
         }
-        self.end_everything_of(&mut tx, &token.user_sub, now).await?;
         self.insert_outbox_on(&mut tx, notice).await?;
         tx.commit().await?;
         Ok(Some(token))
@@ -208,21 +226,9 @@ impl AccountStore for Store {
         let Some(token) = self.use_token_on(&mut tx, token_hash, EmailPurpose::Invitation, now).await? else {
             return Ok(None);
         };
-        let done = self
-            .sql(
-                "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
-                 email_verified_at = COALESCE(email_verified_at, $2) WHERE sub = $3 AND email = $4",
-            )
-            .bind(password_hash)
-            .bind(now)
-            .bind(&token.user_sub)
-            .bind(&token.email)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
+        if !self.set_password_by_link_on(&mut tx, &token, password_hash, now).await? {
             return Ok(None);
         }
-        self.end_everything_of(&mut tx, &token.user_sub, now).await?;
         tx.commit().await?;
         Ok(Some(token))
     }

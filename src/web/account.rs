@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use super::login::{too_many_from_address, urlencode};
-use super::pages::{self, render, see_other};
+use super::pages::{self, render, respond, see_other};
 use super::session::{self, Notice, SignedIn, WebResult};
 use crate::audit::{self, kind, AuditEvent, Origin};
 use crate::authn::sign_in::{
@@ -73,12 +73,6 @@ pub(super) async fn back_with_error(
 pub(super) async fn back_with_ok(state: &AppState, session: &Session, ok: impl Into<String>) -> WebResult<Response> {
     notice(state, session, Some(ok.into()), None).await?;
     Ok(see_other(paths::ACCOUNT))
-}
-
-fn respond(result: WebResult<Response>) -> Response {
-    match result {
-        Ok(r) | Err(r) => r,
-    }
 }
 
 #[derive(Serialize)]

@@ -7,27 +7,22 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
-use minijinja::context;
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::account::{back_with_error, back_with_ok, checked_post, confirm_password, confirm_second_factor};
 use super::login::too_many_from_address;
-use super::pages::{error_page, render, see_other};
-use super::register::{account_unavailable, dead_link_page, email_throttle, TokenForm, TokenQuery};
-use super::session::{self, Notice, WebResult};
+use super::pages::{error_page, respond, see_other};
+use super::register::{
+    account_unavailable, dead_link_page, email_throttle, link_action_page, LinkPage, TokenForm, TokenQuery,
+};
+use super::session::{self, Notice};
 use crate::accounts::{email_change, sign_up, AccountError};
 use crate::audit::{self, kind, AuditEvent};
 use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::state::{unix_now, AppState};
 use crate::store::{MfaStore, UserStore};
-
-fn respond(result: WebResult<Response>) -> Response {
-    match result {
-        Ok(r) | Err(r) => r,
-    }
-}
 
 #[derive(Deserialize)]
 pub struct ChangeForm {
@@ -171,19 +166,14 @@ pub async fn confirm_page(State(state): State<AppState>, session: Session, Query
             let token = q.token.unwrap_or_default();
             match email_change::check_change_link(state.store(), &token, unix_now()).await {
                 Ok((link, user)) => {
-                    let csrf = session::csrf_token(&state, &session).await?;
                     let lead = format!("Use {} for your account instead of {}.", link.email, user.email);
-                    Ok(render(
-                        &state,
-                        StatusCode::OK,
-                        "link_action.html",
-                        context! {
-                            csrf, token, lead,
-                            title => "Confirm your new email address",
-                            action => paths::CONFIRM_EMAIL_CHANGE,
-                            button => "Use my new address",
-                        },
-                    ))
+                    let page = LinkPage {
+                        title: "Confirm your new email address",
+                        lead: &lead,
+                        action: paths::CONFIRM_EMAIL_CHANGE,
+                        button: "Use my new address",
+                    };
+                    link_action_page(&state, &session, &token, page).await
                 }
                 Err(AccountError::DeadLink) => Ok(dead_change_link(&state)),
                 Err(e) => Err(account_unavailable(&state, &e)),

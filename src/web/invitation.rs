@@ -2,53 +2,26 @@
 //! their first password. Following the emailed link proves the address.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
-use minijinja::context;
 use tower_sessions::Session;
 
-use super::pages::{page_url, render, see_other};
-use super::register::{account_unavailable, dead_link_page, TokenQuery};
-use super::reset::NewPasswordForm;
-use super::session::{self, Notice, WebResult};
+use super::pages::respond;
+use super::register::{account_unavailable, dead_link_page, to_sign_in, TokenQuery};
+use super::reset::{new_password_page, NewPasswordForm, PasswordPage};
+use super::session;
 use crate::accounts::{invitation, AccountError};
 use crate::audit::{self, kind, AuditEvent};
 use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::state::{unix_now, AppState};
 
-fn respond(result: WebResult<Response>) -> Response {
-    match result {
-        Ok(r) | Err(r) => r,
-    }
-}
-
 fn dead_invitation(state: &AppState) -> Response {
     dead_link_page(state, "invitation", "Ask your administrator for a new invitation.")
 }
 
-async fn page(
-    state: &AppState,
-    session: &Session,
-    token: &str,
-    email: &str,
-    error: Option<&str>,
-) -> WebResult<Response> {
-    let csrf = session::csrf_token(state, session).await?;
-    let min_length = state.settings().password_min_length;
-    Ok(render(
-        state,
-        StatusCode::OK,
-        "new_password.html",
-        context! {
-            csrf, token, email, error, min_length,
-            title => "Choose your password",
-            action => paths::INVITATION,
-            button => "Create my account",
-        },
-    ))
-}
+const INVITATION_PAGE: PasswordPage<'static> =
+    PasswordPage { title: "Choose your password", action: paths::INVITATION, button: "Create my account" };
 
 /// `GET /invitation?token=…`.
 pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<TokenQuery>) -> Response {
@@ -56,7 +29,7 @@ pub async fn show(State(state): State<AppState>, session: Session, Query(q): Que
         async {
             let token = q.token.unwrap_or_default();
             match invitation::check_invitation(state.store(), &token, unix_now()).await {
-                Ok((_, user)) => page(&state, &session, &token, &user.email, None).await,
+                Ok((_, user)) => new_password_page(&state, &session, &INVITATION_PAGE, &token, &user.email, None).await,
                 Err(AccountError::DeadLink) => Ok(dead_invitation(&state)),
                 Err(e) => Err(account_unavailable(&state, &e)),
             }
@@ -78,19 +51,23 @@ pub async fn accept(
             let now = unix_now();
             let token = form.token.unwrap_or_default();
             let (password, confirm) = (form.password.unwrap_or_default(), form.confirm.unwrap_or_default());
-            let user =
-                match invitation::accept(state.store(), state.passwords(), &token, &password, &confirm, now).await {
-                    Ok(user) => user,
-                    Err(AccountError::Invalid(message)) => {
-                        return match invitation::check_invitation(state.store(), &token, now).await {
-                            Ok((_, user)) => page(&state, &session, &token, &user.email, Some(&message)).await,
-                            Err(AccountError::DeadLink) => Ok(dead_invitation(&state)),
-                            Err(e) => Err(account_unavailable(&state, &e)),
-                        };
-                    }
-                    Err(AccountError::DeadLink) => return Ok(dead_invitation(&state)),
-                    Err(e) => return Err(account_unavailable(&state, &e)),
-                };
+            let user = match invitation::accept(state.store(), state.passwords(), &token, &password, &confirm, now)
+                .await
+            {
+                Ok(user) => user,
+                Err(AccountError::Invalid(message)) => {
+                    return match invitation::check_invitation(state.store(), &token, now).await {
+                        Ok((_, user)) => {
+                            new_password_page(&state, &session, &INVITATION_PAGE, &token, &user.email, Some(&message))
+                                .await
+                        }
+                        Err(AccountError::DeadLink) => Ok(dead_invitation(&state)),
+                        Err(e) => Err(account_unavailable(&state, &e)),
+                    };
+                }
+                Err(AccountError::DeadLink) => return Ok(dead_invitation(&state)),
+                Err(e) => return Err(account_unavailable(&state, &e)),
+            };
             let origin = requester.origin();
             audit::record(state.store(), AuditEvent::new(kind::INVITATION_ACCEPTED, now, &origin).user(&user.sub))
                 .await;
@@ -100,9 +77,14 @@ pub async fn accept(
                 AuditEvent::new(kind::EMAIL_VERIFIED, now, &origin).user(&user.sub).detail(verified),
             )
             .await;
-            let ok = "Your account is ready. Sign in with your new password.";
-            session::set_notice(&state, &session, Notice { ok: Some(ok.into()), error: None }).await?;
-            Ok(see_other(&page_url(paths::LOGIN, &[("login_hint", user.email.as_str())])))
+            to_sign_in(
+                &state,
+                &session,
+                "Your account is ready. Sign in with your new password.".into(),
+                &user.email,
+                None,
+            )
+            .await
         }
         .await,
     )

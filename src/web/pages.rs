@@ -12,6 +12,13 @@ use crate::state::AppState;
 pub const PAGE_CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
 
+/// A page handler's result as the response: the success or the error page it already is.
+pub fn respond(result: crate::web::session::WebResult<Response>) -> Response {
+    match result {
+        Ok(r) | Err(r) => r,
+    }
+}
+
 pub fn html(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();

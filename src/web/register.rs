@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::login::{too_many_from_address, with_retry_after};
-use super::pages::{error_page, page_url, render, see_other, unavailable};
+use super::pages::{error_page, page_url, render, respond, see_other, unavailable};
 use super::session::{self, Notice, Pending, WebResult};
 use crate::accounts::sign_up::{self, SignUpForm, SignedUp};
 use crate::accounts::AccountError;
@@ -24,12 +24,6 @@ use crate::oauth::authorize::AuthorizationRequest;
 use crate::oauth::client_auth::ClientLookup;
 use crate::secret::random_token;
 use crate::state::{unix_now, AppState};
-
-fn respond(result: WebResult<Response>) -> Response {
-    match result {
-        Ok(r) | Err(r) => r,
-    }
-}
 
 /// A self-service step failed for a reason that is not the person's: 503, nothing changed.
 pub fn account_unavailable(state: &AppState, e: &AccountError) -> Response {
@@ -60,6 +54,43 @@ pub fn dead_link_page(state: &AppState, what: &str, again: &str) -> Response {
         "This link no longer works",
         &format!("The {what} link has expired, was already used, or a newer one was sent. {again}"),
     )
+}
+
+/// The page an emailed link opens: what it will do, and a button that does it (a POST with
+/// CSRF), so fetching the link alone changes nothing.
+pub struct LinkPage<'a> {
+    pub title: &'a str,
+    pub lead: &'a str,
+    pub action: &'a str,
+    pub button: &'a str,
+}
+
+pub async fn link_action_page(
+    state: &AppState,
+    session: &Session,
+    token: &str,
+    page: LinkPage<'_>,
+) -> WebResult<Response> {
+    let csrf = session::csrf_token(state, session).await?;
+    let LinkPage { title, lead, action, button } = page;
+    Ok(render(state, StatusCode::OK, "link_action.html", context! { csrf, token, title, lead, action, button }))
+}
+
+/// On to the sign-in page with `message` shown there and `email` filled in (and the app's
+/// request `rid`, when there is one).
+pub async fn to_sign_in(
+    state: &AppState,
+    session: &Session,
+    message: String,
+    email: &str,
+    rid: Option<&str>,
+) -> WebResult<Response> {
+    session::set_notice(state, session, Notice { ok: Some(message), error: None }).await?;
+    let mut params = vec![("login_hint", email)];
+    if let Some(rid) = rid {
+        params.push(("rid", rid));
+    }
+    Ok(see_other(&page_url(paths::LOGIN, &params)))
 }
 
 #[derive(Deserialize)]
@@ -280,19 +311,14 @@ pub async fn verify_page(State(state): State<AppState>, session: Session, Query(
             let token = q.token.unwrap_or_default();
             match sign_up::check_verification_link(state.store(), &token, unix_now()).await {
                 Ok((link, _)) => {
-                    let csrf = session::csrf_token(&state, &session).await?;
                     let lead = format!("Confirm that {} is your address.", link.email);
-                    Ok(render(
-                        &state,
-                        StatusCode::OK,
-                        "link_action.html",
-                        context! {
-                            csrf, token, lead,
-                            title => "Verify your email address",
-                            action => paths::VERIFY_EMAIL,
-                            button => "Verify my email address",
-                        },
-                    ))
+                    let page = LinkPage {
+                        title: "Verify your email address",
+                        lead: &lead,
+                        action: paths::VERIFY_EMAIL,
+                        button: "Verify my email address",
+                    };
+                    link_action_page(&state, &session, &token, page).await
                 }
                 Err(AccountError::DeadLink) => Ok(dead_verification_link(&state)),
                 Err(e) => Err(account_unavailable(&state, &e)),
@@ -336,12 +362,7 @@ pub async fn verify(
             audit::record(state.store(), event).await;
             let rid = resume_request(&state, &session, link.resume.as_deref(), now).await?;
             let ok = "Your email address is verified. Sign in to continue.".to_string();
-            session::set_notice(&state, &session, Notice { ok: Some(ok), error: None }).await?;
-            let mut params = vec![("login_hint", link.email.as_str())];
-            if let Some(rid) = &rid {
-                params.push(("rid", rid.as_str()));
-            }
-            Ok(see_other(&page_url(paths::LOGIN, &params)))
+            to_sign_in(&state, &session, ok, &link.email, rid.as_deref()).await
         }
         .await,
     )

@@ -10,21 +10,17 @@ use minijinja::context;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::pages::{page_url, render, see_other};
-use super::register::{account_unavailable, dead_link_page, email_throttle, throttled_page, RidQuery, TokenQuery};
-use super::session::{self, Notice, WebResult};
+use super::pages::{page_url, render, respond, see_other};
+use super::register::{
+    account_unavailable, dead_link_page, email_throttle, throttled_page, to_sign_in, RidQuery, TokenQuery,
+};
+use super::session::{self, WebResult};
 use crate::accounts::reset::{self, ResetRequested};
 use crate::accounts::AccountError;
 use crate::audit::{self, kind, AuditEvent};
 use crate::http::client_ip::Requester;
 use crate::http::paths;
 use crate::state::{unix_now, AppState};
-
-fn respond(result: WebResult<Response>) -> Response {
-    match result {
-        Ok(r) | Err(r) => r,
-    }
-}
 
 /// `GET /forgot-password`.
 pub async fn show(State(state): State<AppState>, session: Session, Query(q): Query<RidQuery>) -> Response {
@@ -90,25 +86,32 @@ fn dead_reset_link(state: &AppState) -> Response {
     dead_link_page(state, "password reset", "Ask for a new one on the “Forgot password?” page.")
 }
 
-async fn new_password_page(
+/// The form an emailed link opens to choose a password (reset, invitation).
+pub struct PasswordPage<'a> {
+    pub title: &'a str,
+    pub action: &'a str,
+    pub button: &'a str,
+}
+
+const RESET_PAGE: PasswordPage<'static> =
+    PasswordPage { title: "Choose a new password", action: paths::RESET_PASSWORD, button: "Set new password" };
+
+pub async fn new_password_page(
     state: &AppState,
     session: &Session,
+    page: &PasswordPage<'_>,
     token: &str,
     email: &str,
     error: Option<&str>,
 ) -> WebResult<Response> {
     let csrf = session::csrf_token(state, session).await?;
     let min_length = state.settings().password_min_length;
+    let PasswordPage { title, action, button } = page;
     Ok(render(
         state,
         StatusCode::OK,
         "new_password.html",
-        context! {
-            csrf, token, email, error, min_length,
-            title => "Choose a new password",
-            action => paths::RESET_PASSWORD,
-            button => "Set new password",
-        },
+        context! { csrf, token, email, error, min_length, title, action, button },
     ))
 }
 
@@ -118,7 +121,7 @@ pub async fn reset_page(State(state): State<AppState>, session: Session, Query(q
         async {
             let token = q.token.unwrap_or_default();
             match reset::check_reset_link(state.store(), &token, unix_now()).await {
-                Ok((_, user)) => new_password_page(&state, &session, &token, &user.email, None).await,
+                Ok((_, user)) => new_password_page(&state, &session, &RESET_PAGE, &token, &user.email, None).await,
                 Err(AccountError::DeadLink) => Ok(dead_reset_link(&state)),
                 Err(e) => Err(account_unavailable(&state, &e)),
             }
@@ -160,7 +163,7 @@ pub async fn reset(
                         Err(AccountError::DeadLink) => return Ok(dead_reset_link(&state)),
                         Err(e) => return Err(account_unavailable(&state, &e)),
                     };
-                    return new_password_page(&state, &session, &token, &email, Some(&message)).await;
+                    return new_password_page(&state, &session, &RESET_PAGE, &token, &email, Some(&message)).await;
                 }
                 Err(AccountError::DeadLink) => return Ok(dead_reset_link(&state)),
                 Err(e) => return Err(account_unavailable(&state, &e)),
@@ -172,8 +175,7 @@ pub async fn reset(
             // every session of the user; this one may have been someone else's).
             session::end(&state, &session).await?;
             let ok = "Your password was changed and every device was signed out. Sign in with the new password.";
-            session::set_notice(&state, &session, Notice { ok: Some(ok.into()), error: None }).await?;
-            Ok(see_other(&page_url(paths::LOGIN, &[("login_hint", user.email.as_str())])))
+            to_sign_in(&state, &session, ok.into(), &user.email, None).await
         }
         .await,
     )

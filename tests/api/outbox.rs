@@ -209,7 +209,10 @@ async fn email_templates_can_be_replaced_and_a_broken_one_fails_at_start() {
     assert!(message.text.starts_with("Hi Ann Example, choose a new ACME password: "), "{}", message.text);
     assert!(message.html.starts_with("<p>ACME: "), "{}", message.html);
     let token = message.token(&app.url("/reset-password"));
-    assert_eq!(set_password_by_link(&app, &browser(), "/reset-password", &token, NEW_PASSWORD).await.status().as_u16(), 303);
+    assert_eq!(
+        set_password_by_link(&app, &browser(), "/reset-password", &token, NEW_PASSWORD).await.status().as_u16(),
+        303
+    );
 
     let broken = tempfile::tempdir().unwrap();
     std::fs::write(broken.path().join("email_invitation.txt"), "Welcome aboard: {{ link }}\n").unwrap();
