@@ -681,6 +681,30 @@ mod tests {
     }
 
     #[test]
+    fn email_settings_are_checked_and_errors_hide_the_smtp_password() {
+        let with = |f: &dyn Fn(&mut Settings)| {
+            let mut s = Settings::default();
+            f(&mut s);
+            s.validated()
+        };
+        assert!(with(&|s| s.smtp_url = Secret::new("smtps://user:pass@smtp.example.com:465")).is_ok());
+        let err = with(&|s| s.smtp_url = Secret::new("imap://user:hunter2@mail.example.com")).unwrap_err().to_string();
+        assert!(err.contains("`smtp_url`") && !err.contains("hunter2"), "{err}");
+        let err = with(&|s| s.smtp_url = Secret::new("not a url hunter2")).unwrap_err().to_string();
+        assert!(err.contains("`smtp_url`") && !err.contains("hunter2"), "{err}");
+        let err = with(&|s| s.email_from = "no address here".into()).unwrap_err().to_string();
+        assert!(err.contains("`email_from`"), "{err}");
+        assert!(with(&|s| s.email_from = "no-reply@example.com".into()).is_ok());
+        let err = with(&|s| s.password_reset_ttl = HumanDuration::secs(2 * 86_400)).unwrap_err().to_string();
+        assert!(err.contains("`password_reset_ttl`") && err.contains("between 1m and 1day"), "{err}");
+        let err = with(&|s| s.email_per_address_per_hour = 0).unwrap_err().to_string();
+        assert!(err.contains("email_per_address_per_hour"), "{err}");
+        let registration: Registration = serde_json::from_str("\"invite\"").unwrap();
+        assert_eq!(registration, Registration::Invite);
+        assert!(serde_json::from_str::<Registration>("\"anyone\"").is_err());
+    }
+
+    #[test]
     fn trusted_proxies_take_addresses_and_blocks() {
         let s = Settings { trusted_proxies: vec!["10.0.0.0/8".into(), "192.0.2.7".into()], ..Settings::default() };
         let nets = s.validated().unwrap().trusted_proxy_nets;

@@ -75,3 +75,31 @@ fn build(from: &Mailbox, email: &Email) -> Result<Message, SendError> {
         .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
         .map_err(|e| permanent(format!("message: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // lettre's connection pool lives on the Tokio runtime, as the server's does.
+    #[tokio::test]
+    async fn the_three_documented_url_forms_build_and_an_empty_one_means_the_log() {
+        for url in [
+            "smtp://user:pass@smtp.example.com:587?tls=required",
+            "smtps://user:pass@smtp.example.com:465",
+            "smtp://127.0.0.1:2525",
+        ] {
+            let transport = Transport::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(!transport.is_log(), "{url}");
+        }
+        assert!(Transport::from_url("").unwrap().is_log());
+        assert!(Transport::from_url("http://smtp.example.com").is_err());
+    }
+
+    #[test]
+    fn a_recipient_that_is_not_an_address_is_a_permanent_failure() {
+        let from: Mailbox = "Latchkey <no-reply@example.com>".parse().unwrap();
+        let email = Email { to: "not an address".into(), subject: "s".into(), text: "t".into(), html: "h".into() };
+        let error = build(&from, &email).unwrap_err();
+        assert!(error.permanent);
+    }
+}

@@ -33,10 +33,18 @@ pub fn account_unavailable(state: &AppState, e: &AccountError) -> Response {
 /// 429 when this client address has caused too many messages; else counts this request. The
 /// request that empties the bucket is refused too, so exactly `email_ip_burst` get through.
 pub fn email_throttle(state: &AppState, requester: &Requester) -> Option<u64> {
+    email_blocked(state, requester).or_else(|| count_email_request(state, requester))
+}
+
+/// The wait while this client address may cause no more messages, without counting.
+fn email_blocked(state: &AppState, requester: &Requester) -> Option<u64> {
     let ip = requester.ip?;
-    if let Some(wait) = state.email_requests().retry_after(&ip) {
-        return Some(wait.as_secs());
-    }
+    state.email_requests().retry_after(&ip).map(|wait| wait.as_secs())
+}
+
+/// Counts a request that causes a message; the wait when that spent the address's budget.
+fn count_email_request(state: &AppState, requester: &Requester) -> Option<u64> {
+    let ip = requester.ip?;
     state.email_requests().record_failure(ip).map(|wait| wait.as_secs())
 }
 
@@ -184,7 +192,10 @@ async fn register(
 ) -> WebResult<Response> {
     let rid = session::rid_param(state, form.rid.as_deref())?;
     session::require_csrf(state, session, form.csrf.as_deref()).await?;
-    if let Some(wait) = email_throttle(state, requester) {
+    // Refused while the address's budget is spent; counted below only once the form is valid,
+    // so a person fixing a refused password is not throttled for it (an invalid form costs no
+    // hashing and sends nothing).
+    if let Some(wait) = email_blocked(state, requester) {
         return Ok(throttled_page(state, wait));
     }
     let now = unix_now();
@@ -206,6 +217,10 @@ async fn register(
         sign_up::sign_up(state.store(), state.passwords(), &letters, state.account_settings(), &input, resume, now)
             .await;
     let origin = requester.origin();
+    if outcome.is_ok() {
+        // This request sent (or tried to send) mail: it counts, after the fact.
+        count_email_request(state, requester);
+    }
     match outcome {
         Ok(SignedUp::Created { sub }) => {
             state.wake_outbox();

@@ -241,14 +241,24 @@ async fn the_form_explains_what_it_refuses_and_keeps_what_was_typed() {
     }
     assert_eq!(query_i64(&app.db, "SELECT COUNT(*) FROM users", &[]).await, Some(0));
     assert_eq!(query_i64(&app.db, "SELECT COUNT(*) FROM outbox", &[]).await, Some(0));
+    // Refused forms send nothing and so spend none of the address's mail budget (5 by default):
+    // the four above and another two, then a valid one still goes through.
+    for _ in 0..2 {
+        let fields = [("email", "x"), ("name", "Sam"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
+        assert_eq!(submit_form(&app, &b, "/register", "/register", &fields).await.status().as_u16(), 200);
+    }
+    let fields = [("email", "sam@example.com"), ("name", "Sam"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)];
+    assert_eq!(submit_form(&app, &b, "/register", "/register", &fields).await.status().as_u16(), 303);
+    assert_eq!(query_i64(&app.db, "SELECT COUNT(*) FROM users", &[]).await, Some(1));
     // No CSRF token, no account.
     let forged = b
         .post(app.url("/register"))
-        .form(&[("email", "sam@example.com"), ("name", "Sam"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)])
+        .form(&[("email", "other@example.com"), ("name", "Sam"), ("password", NEW_PASSWORD), ("confirm", NEW_PASSWORD)])
         .send()
         .await
         .unwrap();
     assert_eq!(forged.status().as_u16(), 403);
+    assert_eq!(query_i64(&app.db, "SELECT COUNT(*) FROM users", &[]).await, Some(1));
 }
 
 #[tokio::test]
