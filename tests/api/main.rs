@@ -17,6 +17,7 @@ mod connections;
 mod cors;
 mod csrf;
 mod discovery;
+mod docs;
 mod email_change;
 mod health;
 mod introspection;
