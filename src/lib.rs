@@ -12,6 +12,7 @@ pub mod keys;
 pub mod mail;
 pub mod oauth;
 pub mod oidc;
+pub mod outbox;
 pub mod secret;
 pub mod startup;
 pub mod state;

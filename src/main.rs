@@ -227,6 +227,13 @@ struct CreateClient {
     /// types at all (`--grant-type none` says so explicitly).
     #[arg(long)]
     introspect: bool,
+    /// Where Latchkey POSTs a logout token when a session this app signed into ends
+    /// (OpenID Connect Back-Channel Logout 1.0): https, or http on localhost.
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// The app needs `sid` (the session id of its ID tokens) in logout tokens.
+    #[arg(long)]
+    backchannel_logout_session_required: bool,
 }
 
 #[derive(Args)]
@@ -282,6 +289,15 @@ struct UpdateClient {
     /// true: may call /introspect for tokens meant for it (a resource server).
     #[arg(long)]
     introspect: Option<bool>,
+    /// A new back-channel logout URI.
+    #[arg(long, conflicts_with = "no_backchannel_logout")]
+    backchannel_logout_uri: Option<String>,
+    /// Stop sending logout tokens to this app.
+    #[arg(long)]
+    no_backchannel_logout: bool,
+    /// true: logout tokens must carry `sid`.
+    #[arg(long)]
+    backchannel_logout_session_required: Option<bool>,
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
@@ -310,6 +326,8 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 id_token_alg: c.id_token_alg,
                 allowed_origins: c.allowed_origins,
                 introspect: c.introspect,
+                backchannel_logout_uri: c.backchannel_logout_uri,
+                backchannel_logout_session_required: c.backchannel_logout_session_required,
             };
             let (client, secret) = clients::create(&store, request, now).await?;
             audit::record(
@@ -345,6 +363,12 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 first_party: u.first_party,
                 require_mfa: u.require_mfa,
                 introspect: u.introspect,
+                backchannel_logout_uri: if u.no_backchannel_logout {
+                    Some(None)
+                } else {
+                    u.backchannel_logout_uri.map(Some)
+                },
+                backchannel_logout_session_required: u.backchannel_logout_session_required,
             };
             let (client, changed) = clients::update(&store, &u.client_id, changes, now).await?;
             if !changed.is_empty() {

@@ -10,8 +10,8 @@ use tokio::net::TcpListener;
 use crate::authn::PasswordHasher;
 use crate::config::Settings;
 use crate::keys::{ensure_initial_keys, install_cached_signer, MasterKey};
-use crate::mail::sender::{RetryPolicy, Sender};
 use crate::mail::transport::Transport;
+use crate::outbox::{RetryPolicy, Sender};
 use crate::state::{unix_now, AppState};
 use crate::store::Store;
 use crate::web::templates::Templates;
@@ -49,7 +49,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
-    transport: Option<Transport>,
+    /// The outbox sender's ways out (SMTP or the log; HTTP for logout tokens), taken by `run`.
+    transport: Option<(Transport, reqwest::Client)>,
 }
 
 impl Application {
@@ -84,7 +85,8 @@ impl Application {
         }
         let state = AppState::new(settings, store, master_key, keys, passwords, templates);
         let router = crate::http::router::build(state.clone());
-        Ok(Self { listener, router, state, transport: Some(transport) })
+        let http = crate::outbox::backchannel::http_client().context("cannot build the back-channel logout client")?;
+        Ok(Self { listener, router, state, transport: Some((transport, http)) })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -124,7 +126,10 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let key_lifecycle = tokio::spawn(key_lifecycle(self.state.clone()));
         let key_reload = tokio::spawn(key_reload(self.state.clone()));
-        let outbox = self.transport.take().map(|transport| tokio::spawn(outbox_sender(self.state.clone(), transport)));
+        let outbox = self
+            .transport
+            .take()
+            .map(|(transport, http)| tokio::spawn(outbox_sender(self.state.clone(), transport, http)));
         let stop_accepting = {
             let state = state.clone();
             async move {
@@ -208,26 +213,21 @@ async fn housekeeping(state: AppState) {
     }
 }
 
-/// The outbox's sender on this replica (issue 12 item 1).
-async fn outbox_sender(state: AppState, transport: Transport) {
+/// The outbox's sender on this replica (email, issue 12 item 1; back-channel logout, issue 13
+/// item 6).
+async fn outbox_sender(state: AppState, transport: Transport, http: reqwest::Client) {
     let settings = state.settings();
     let Ok(from) = settings.email_from.parse::<lettre::message::Mailbox>() else {
         // validated() refused such a value at start; nothing to send from.
         tracing::error!("email_from is not an address: the outbox is not delivered");
         return;
     };
-    let sender = Sender {
-        store: state.store().clone(),
-        master: state.master_key().clone(),
-        transport,
-        from,
-        policy: RetryPolicy {
-            base_secs: settings.email_retry_base.as_secs(),
-            give_up_after_secs: settings.email_give_up_after.as_secs(),
-            poll: settings.email_poll_interval.0,
-        },
-        wake: state.outbox_wake(),
+    let policy = RetryPolicy {
+        base_secs: settings.email_retry_base.as_secs(),
+        give_up_after_secs: settings.email_give_up_after.as_secs(),
+        poll: settings.email_poll_interval.0,
     };
+    let sender = Sender { state: state.clone(), transport, from, policy, http };
     sender.run().await;
 }
 

@@ -51,6 +51,8 @@ pub fn client_json(client: &Client) -> Value {
         "allowed_origins": client.allowed_origins,
         "id_token_signed_response_alg": client.id_token_alg.map(|a| a.as_str()).unwrap_or("RS256"),
         "introspect": client.introspect,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "created_at": client.created_at,
         "disabled": client.disabled_at.is_some(),
         "disabled_at": client.disabled_at,
@@ -92,6 +94,9 @@ pub struct ClientUpdate {
     pub first_party: Option<bool>,
     pub require_mfa: Option<bool>,
     pub introspect: Option<bool>,
+    /// `Some(None)` removes the back-channel logout URI.
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 /// Adds `add` to `list` (once each) and takes `remove` out; removing what isn't there is an
@@ -162,6 +167,15 @@ pub async fn update<S: ClientStore>(
     }
     if let Some(introspect) = changes.introspect {
         r.introspect = introspect;
+    }
+    if let Some(uri) = changes.backchannel_logout_uri {
+        if uri.is_none() {
+            r.backchannel_logout_session_required = false;
+        }
+        r.backchannel_logout_uri = uri;
+    }
+    if let Some(required) = changes.backchannel_logout_session_required {
+        r.backchannel_logout_session_required = required;
     }
     // `create` fills in defaults for what is left empty; an update that empties a list means it.
     if registration.grant_types.is_empty() && !registration.introspect {

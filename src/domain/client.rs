@@ -85,6 +85,11 @@ pub struct Client {
     pub disabled_at: Option<i64>,
     /// Browser origins registered explicitly for CORS, beside those of the redirect URIs.
     pub allowed_origins: Vec<String>,
+    /// Where logout tokens are POSTed when a session it signed into ends (OpenID Connect
+    /// Back-Channel Logout 1.0 §2.2).
+    pub backchannel_logout_uri: Option<String>,
+    /// The app needs `sid` in its logout tokens (§2.2 `backchannel_logout_session_required`).
+    pub backchannel_logout_session_required: bool,
 }
 
 impl Client {
@@ -123,6 +128,8 @@ impl Client {
             id_token_alg: self.id_token_alg.map(|a| a.as_str().to_string()),
             allowed_origins: self.allowed_origins.clone(),
             introspect: self.introspect,
+            backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
         }
     }
 }
@@ -144,6 +151,8 @@ pub struct NewClient {
     pub allowed_origins: Vec<String>,
     /// `--introspect`: may call /introspect (a resource server).
     pub introspect: bool,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 /// A registration that passed every check; turned into a [`Client`] once it has an id and secret.
@@ -162,6 +171,8 @@ pub struct ValidatedClient {
     pub id_token_alg: Option<SigningAlg>,
     pub allowed_origins: Vec<String>,
     pub introspect: bool,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 impl ValidatedClient {
@@ -189,6 +200,8 @@ impl ValidatedClient {
             id_token_alg: self.id_token_alg,
             allowed_origins: self.allowed_origins,
             introspect: self.introspect,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
             created_at,
             disabled_at,
         }
@@ -309,6 +322,12 @@ impl NewClient {
             }
         }
 
+        let backchannel_logout_uri =
+            self.backchannel_logout_uri.as_deref().map(validate_backchannel_logout_uri).transpose()?;
+        if self.backchannel_logout_session_required && backchannel_logout_uri.is_none() {
+            return Err("--backchannel-logout-session-required needs a --backchannel-logout-uri".into());
+        }
+
         Ok(ValidatedClient {
             name,
             kind,
@@ -323,8 +342,35 @@ impl NewClient {
             id_token_alg,
             allowed_origins,
             introspect: self.introspect,
+            backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
         })
     }
+}
+
+const MAX_LOGOUT_URI: usize = 2000;
+
+/// OpenID Connect Back-Channel Logout 1.0 §2.2: an absolute URL, which MAY have a query and MUST
+/// NOT have a fragment. Latchkey POSTs logout tokens there, so it also asks for https, except on
+/// a loopback host (development), like the issuer.
+fn validate_backchannel_logout_uri(raw: &str) -> Result<String, String> {
+    let why = |what: &str| format!("backchannel logout URI `{}` {what}", raw.chars().take(100).collect::<String>());
+    if raw.len() > MAX_LOGOUT_URI {
+        return Err(why(&format!("is longer than {MAX_LOGOUT_URI} bytes")));
+    }
+    let url = url::Url::parse(raw).map_err(|e| why(&format!("is not an absolute URL ({e})")))?;
+    if url.fragment().is_some() || raw.contains('#') {
+        return Err(why("must not have a fragment (Back-Channel Logout §2.2)"));
+    }
+    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(why("must name a host and no user or password"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if super::is_loopback_host(&url) => {}
+        _ => return Err(why("must use https (http only on localhost or a loopback address)")),
+    }
+    Ok(raw.to_string())
 }
 
 #[cfg(test)]

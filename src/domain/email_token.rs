@@ -52,6 +52,8 @@ pub struct OutboxMessage {
 #[derive(Clone, Debug)]
 pub struct QueuedMessage {
     pub id: String,
+    /// `email` or `backchannel_logout`.
+    pub kind: String,
     pub recipient: String,
     pub payload_sealed: Vec<u8>,
     /// Attempts so far, this one included.

@@ -40,5 +40,9 @@ pub fn metadata(issuer: &str) -> Value {
         "request_uri_parameter_supported": false,
         // RFC 9207: every authorization response carries `iss`.
         "authorization_response_iss_parameter_supported": true,
+        // OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens to registered
+        // `backchannel_logout_uri`s, with `sid` when the grant came from a browser session.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }

@@ -4,4 +4,5 @@ pub mod acr;
 pub mod claims;
 pub mod discovery;
 pub mod id_token;
+pub mod logout_token;
 pub mod userinfo;

@@ -1,6 +1,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::logout::Ending;
 use super::{Backend, GrantStore, Store, StoreError, StoreResult};
 use crate::domain::{CodeRecord, CodeRedemption, ConsentRecord, Grant, RefreshRotation, ScopeSet, Successor};
 
@@ -232,22 +233,28 @@ impl GrantStore for Store {
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        self.queue_backchannel_logouts_on(&mut tx, Ending::Grant(grant_id), now).await?;
         let done = self
             .sql("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(grant_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_grants_of_session(&self, sid: &str, now: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        self.queue_backchannel_logouts_on(&mut tx, Ending::Session(sid), now).await?;
         let done = self
             .sql("UPDATE grants SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(sid)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
@@ -411,6 +418,7 @@ impl GrantStore for Store {
             .bind(client_id)
             .execute(&mut *tx)
             .await?;
+        self.queue_backchannel_logouts_on(&mut tx, Ending::UserClient(user_sub, client_id), now).await?;
         self.sql("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND client_id = $3 AND revoked_at IS NULL")
             .bind(now)
             .bind(user_sub)

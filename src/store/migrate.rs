@@ -16,6 +16,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (7, "refresh reuse grace", include_str!("../../migrations/postgres/0007_refresh_reuse_grace.sql")),
     (8, "allowed origins", include_str!("../../migrations/postgres/0008_allowed_origins.sql")),
     (9, "self-service accounts", include_str!("../../migrations/postgres/0009_self_service_accounts.sql")),
+    (10, "back-channel logout", include_str!("../../migrations/postgres/0010_backchannel_logout.sql")),
 ];
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -27,6 +28,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (7, "refresh reuse grace", include_str!("../../migrations/sqlite/0007_refresh_reuse_grace.sql")),
     (8, "allowed origins", include_str!("../../migrations/sqlite/0008_allowed_origins.sql")),
     (9, "self-service accounts", include_str!("../../migrations/sqlite/0009_self_service_accounts.sql")),
+    (10, "back-channel logout", include_str!("../../migrations/sqlite/0010_backchannel_logout.sql")),
 ];
 
 impl Store {

@@ -11,6 +11,7 @@ mod clients;
 mod connect;
 mod grants;
 mod keys;
+mod logout;
 mod mfa;
 mod migrate;
 mod outbox;
@@ -32,6 +33,7 @@ use crate::keys::lifecycle::KeyChange;
 
 pub use client_cache::ClientCache;
 pub use connect::{Backend, Store};
+pub use logout::{LogoutNotice, BACKCHANNEL_LOGOUT_KIND};
 pub use sessions::DbSessionStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +295,7 @@ pub trait AccountStore: Send + Sync {
     fn set_email_verified(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
-/// The outbox's delivery side (mail::sender).
+/// The outbox's delivery side (src/outbox).
 pub trait OutboxStore: Send + Sync {
     /// Claims the oldest due message for `lease_secs` and counts the attempt.
     fn claim_message(

@@ -24,7 +24,7 @@ impl OutboxStore for Store {
                  AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
                  ORDER BY next_attempt_at LIMIT 1 {lock}) \
                  AND (claimed_until IS NULL OR claimed_until <= $2) \
-                 RETURNING id, recipient, payload, attempts, created_at"
+                 RETURNING id, kind, recipient, payload, attempts, created_at"
             ))
             .bind(now + lease_secs)
             .bind(now)
@@ -33,6 +33,7 @@ impl OutboxStore for Store {
         let Some(row) = row else { return Ok(None) };
         Ok(Some(QueuedMessage {
             id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
             recipient: row.try_get("recipient")?,
             payload_sealed: row.try_get("payload")?,
             attempts: row

@@ -42,6 +42,7 @@ impl Store {
         sub: &str,
         now: i64,
     ) -> StoreResult<()> {
+        self.queue_backchannel_logouts_on(tx, super::logout::Ending::User(sub), now).await?;
         self.sql("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(sub)

@@ -9,6 +9,7 @@ mod helpers;
 mod audit;
 mod authorize_errors;
 mod authorize_hint;
+mod backchannel_logout;
 mod browser;
 mod cli;
 mod client_disable;

@@ -1,19 +1,19 @@
 //! The outbox's sender: a background task on every replica that claims due messages one at a
 //! time and delivers them, with retries and back-off. A request only writes its message and
-//! wakes the sender, so no page waits on the mail server and an outage loses nothing
-//! (shared/design.md, "Effects that leave the process").
+//! wakes the sender, so no page waits on a mail server or an app's endpoint, and an outage loses
+//! nothing (shared/design.md, "Effects that leave the process"). One mechanism, two kinds of
+//! message: email (issue 12) and back-channel logout tokens (issue 13 item 6).
 
-use std::sync::Arc;
+pub mod backchannel;
+
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use tokio::sync::Notify;
 
-use super::compose::open_from_outbox;
-use super::transport::{SendError, Transport, SMTP_TIMEOUT};
-use crate::keys::MasterKey;
-use crate::state::unix_now;
-use crate::store::{OutboxStore, StoreError};
+use crate::mail::compose::open_from_outbox;
+use crate::mail::transport::{SendError, Transport, SMTP_TIMEOUT};
+use crate::state::{unix_now, AppState};
+use crate::store::{OutboxStore, StoreError, BACKCHANNEL_LOGOUT_KIND};
 
 /// A claimed message is this replica's for this long; a sender that dies mid-send delays the
 /// message by at most this much.
@@ -42,16 +42,16 @@ impl RetryPolicy {
 }
 
 /// What the sender needs; built once at start.
-pub struct Sender<S> {
-    pub store: S,
-    pub master: MasterKey,
+pub struct Sender {
+    pub state: AppState,
     pub transport: Transport,
     pub from: Mailbox,
     pub policy: RetryPolicy,
-    pub wake: Arc<Notify>,
+    /// For logout tokens: no redirects followed, a short timeout.
+    pub http: reqwest::Client,
 }
 
-impl<S: OutboxStore> Sender<S> {
+impl Sender {
     /// Delivers until the task is aborted: everything due, then waits for a wake-up (a message
     /// written by this replica) or `poll` (messages of other replicas and the CLI, retries).
     pub async fn run(self) {
@@ -66,8 +66,9 @@ impl<S: OutboxStore> Sender<S> {
                     }
                 }
             }
+            let wake = self.state.outbox_wake();
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = wake.notified() => {}
                 _ = tokio::time::sleep(self.policy.poll) => {}
             }
         }
@@ -75,21 +76,23 @@ impl<S: OutboxStore> Sender<S> {
 
     /// One due message, if any: true when there was one (delivered or not).
     pub async fn deliver_one(&self) -> Result<bool, StoreError> {
+        let store = self.state.store();
         let now = unix_now();
-        let Some(message) = self.store.claim_message(now, LEASE_SECS).await? else { return Ok(false) };
-        let email = match open_from_outbox(&self.master, &message.id, &message.payload_sealed) {
-            Ok(email) => email,
-            Err(e) => {
-                // Sealed with another master key, or altered: no retry can open it.
-                tracing::error!(id = %message.id, error = %e, "outbox: message does not open; giving it up");
-                self.store.message_failed(&message.id, now, &e.to_string(), None).await?;
-                return Ok(true);
+        let Some(message) = store.claim_message(now, LEASE_SECS).await? else { return Ok(false) };
+        let outcome = match message.kind.as_str() {
+            BACKCHANNEL_LOGOUT_KIND => {
+                backchannel::deliver(&self.state, &self.http, &message.recipient, &message.payload_sealed).await
             }
+            _ => match open_from_outbox(self.state.master_key(), &message.id, &message.payload_sealed) {
+                Ok(email) => self.transport.send(&self.from, &email).await,
+                // Sealed with another master key, or altered: no retry can open it.
+                Err(e) => Err(SendError { permanent: true, message: format!("message does not open: {e}") }),
+            },
         };
-        match self.transport.send(&self.from, &email).await {
+        match outcome {
             Ok(()) => {
-                tracing::info!(id = %message.id, attempts = message.attempts, "outbox: email delivered");
-                self.store.message_sent(&message.id, unix_now()).await?;
+                tracing::info!(id = %message.id, kind = %message.kind, attempts = message.attempts, "outbox: delivered");
+                store.message_sent(&message.id, unix_now()).await?;
             }
             Err(error) => {
                 let now = unix_now();
@@ -97,20 +100,22 @@ impl<S: OutboxStore> Sender<S> {
                 match retry_at {
                     Some(at) => tracing::warn!(
                         id = %message.id,
+                        kind = %message.kind,
                         attempts = message.attempts,
                         retry_in_secs = at - now,
                         error = %error.message,
-                        "outbox: email not delivered; will retry"
+                        "outbox: not delivered; will retry"
                     ),
                     None => tracing::error!(
                         id = %message.id,
+                        kind = %message.kind,
                         attempts = message.attempts,
                         permanent = error.permanent,
                         error = %error.message,
-                        "outbox: email not delivered; giving up"
+                        "outbox: not delivered; giving up"
                     ),
                 }
-                self.store.message_failed(&message.id, now, &error.message, retry_at).await?;
+                store.message_failed(&message.id, now, &error.message, retry_at).await?;
             }
         }
         Ok(true)
