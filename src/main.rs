@@ -153,7 +153,7 @@ enum UserCommand {
 #[derive(Subcommand)]
 enum ClientCommand {
     /// Register a client; prints it as JSON, with the secret shown this one time.
-    Create(CreateClient),
+    Create(Box<CreateClient>),
     /// Change a client in place (same client_id and secret), validated like `create`; prints it
     /// as JSON. Replicas see the change within `client_cache_ttl`.
     Update(Box<UpdateClient>),
@@ -312,6 +312,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
     let now = unix_now();
     let result = match command {
         ClientCommand::Create(c) => {
+            let c = *c;
             let request = NewClient {
                 name: c.name,
                 public: c.public,
