@@ -234,6 +234,14 @@ struct CreateClient {
     /// The app needs `sid` (the session id of its ID tokens) in logout tokens.
     #[arg(long)]
     backchannel_logout_session_required: bool,
+    /// private_key_jwt (RFC 7523): a file with the client's public keys as a JWKS (RSA or
+    /// P-256); the client gets no secret and signs assertions instead.
+    #[arg(long, conflicts_with = "jwks_uri")]
+    jwks_file: Option<PathBuf>,
+    /// private_key_jwt with the keys fetched from this https URL (cached, refetched for an
+    /// unknown key id).
+    #[arg(long)]
+    jwks_uri: Option<String>,
 }
 
 #[derive(Args)]
@@ -298,6 +306,12 @@ struct UpdateClient {
     /// true: logout tokens must carry `sid`.
     #[arg(long)]
     backchannel_logout_session_required: Option<bool>,
+    /// New public keys (a JWKS file) for a private_key_jwt client.
+    #[arg(long, conflicts_with = "jwks_uri")]
+    jwks_file: Option<PathBuf>,
+    /// A new JWKS URL for a private_key_jwt client.
+    #[arg(long)]
+    jwks_uri: Option<String>,
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
@@ -329,6 +343,8 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 introspect: c.introspect,
                 backchannel_logout_uri: c.backchannel_logout_uri,
                 backchannel_logout_session_required: c.backchannel_logout_session_required,
+                jwks: c.jwks_file.as_deref().map(read_jwks_file).transpose()?,
+                jwks_uri: c.jwks_uri,
             };
             let (client, secret) = clients::create(&store, request, now).await?;
             audit::record(
@@ -370,6 +386,8 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                     u.backchannel_logout_uri.map(Some)
                 },
                 backchannel_logout_session_required: u.backchannel_logout_session_required,
+                jwks: u.jwks_file.as_deref().map(read_jwks_file).transpose()?,
+                jwks_uri: u.jwks_uri,
             };
             let (client, changed) = clients::update(&store, &u.client_id, changes, now).await?;
             if !changed.is_empty() {
@@ -419,6 +437,15 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
     };
     store.close().await;
     result
+}
+
+/// A client's JWKS file (`--jwks-file`), read whole but never more than the size Latchkey keeps.
+fn read_jwks_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    if text.len() > latchkey::domain::MAX_JWKS_BYTES {
+        anyhow::bail!("{} is larger than {} bytes", path.display(), latchkey::domain::MAX_JWKS_BYTES);
+    }
+    Ok(text)
 }
 
 /// One line from standard input, without its line ending; nothing else is trimmed, so

@@ -83,7 +83,8 @@ impl Application {
                 "smtp_url is not set: emails are written to the log instead of being sent (development only; docs/operations.md)"
             );
         }
-        let state = AppState::new(settings, store, master_key, keys, passwords, templates);
+        let jwks_cache = crate::endpoints::client_keys::JwksCache::new().context("cannot build the JWKS client")?;
+        let state = AppState::new(settings, store, master_key, keys, passwords, templates, jwks_cache);
         let router = crate::http::router::build(state.clone());
         let http = crate::outbox::backchannel::http_client().context("cannot build the back-channel logout client")?;
         Ok(Self { listener, router, state, transport: Some((transport, http)) })

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::accounts::{AccountSettings, Letters};
+use crate::endpoints::client_keys::{ClientAuthenticator, JwksCache};
 
 use crate::authn::{ClientAuthFailureLimiter, IpFailureLimiter, PasswordHasher, ThrottlePolicy};
 use crate::config::Settings;
@@ -39,6 +40,8 @@ struct Inner {
     accounts: AccountSettings,
     /// Wakes this replica's outbox sender when a request wrote a message.
     outbox_wake: Arc<Notify>,
+    /// private_key_jwt clients' fetched keys (issue 13 item 5).
+    jwks_cache: JwksCache,
     tokens: TokenSettings,
     passwords: PasswordHasher,
     templates: Templates,
@@ -63,6 +66,7 @@ impl AppState {
         keys: KeyRing,
         passwords: PasswordHasher,
         templates: Templates,
+        jwks_cache: JwksCache,
     ) -> Self {
         let tokens = TokenSettings {
             access: AccessTokenSettings {
@@ -105,6 +109,7 @@ impl AppState {
             email_requests,
             accounts,
             outbox_wake: Arc::new(Notify::new()),
+            jwks_cache,
             tokens,
             passwords,
             templates,
@@ -186,6 +191,13 @@ impl AppState {
     }
     pub fn outbox_wake(&self) -> Arc<Notify> {
         self.0.outbox_wake.clone()
+    }
+    pub fn jwks_cache(&self) -> &JwksCache {
+        &self.0.jwks_cache
+    }
+    /// Client authentication with everything it needs: the cache, keys, used assertions.
+    pub fn client_auth(&self) -> ClientAuthenticator<'_> {
+        ClientAuthenticator { state: self }
     }
     /// The discovery document, serialised once at start.
     pub fn discovery_json(&self) -> Bytes {

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::domain::{Client, ClientKind, NewClient};
+use crate::domain::{AuthMethod, Client, ClientKind, NewClient};
 use crate::secret::{random_id, random_token, sha256};
 use crate::store::{ClientStore, StoreError};
 
@@ -51,6 +51,13 @@ pub fn client_json(client: &Client) -> Value {
         "allowed_origins": client.allowed_origins,
         "id_token_signed_response_alg": client.id_token_alg.map(|a| a.as_str()).unwrap_or("RS256"),
         "introspect": client.introspect,
+        "token_endpoint_auth_method": match client.auth_method() {
+            AuthMethod::ClientSecret => "client_secret_basic",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        },
+        "jwks_uri": client.jwks_uri,
+        "jwks": client.jwks.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "created_at": client.created_at,
@@ -66,7 +73,8 @@ pub async fn create<S: ClientStore>(
     now: i64,
 ) -> Result<(Client, Option<String>), AdminError> {
     let valid = request.validate().map_err(AdminError::Invalid)?;
-    let secret = (valid.kind == ClientKind::Confidential).then(new_secret);
+    // A client that signs assertions with its own keys (private_key_jwt) has no shared secret.
+    let secret = (valid.kind == ClientKind::Confidential && !valid.uses_keys()).then(new_secret);
     let client = valid.into_client(new_client_id(), secret.as_deref().map(sha256), now, None);
     store.insert_client(&client).await?;
     Ok((client, secret))
@@ -97,6 +105,9 @@ pub struct ClientUpdate {
     /// `Some(None)` removes the back-channel logout URI.
     pub backchannel_logout_uri: Option<Option<String>>,
     pub backchannel_logout_session_required: Option<bool>,
+    /// New keys for private_key_jwt, inline (a JWKS document) or by URL; either replaces both.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
 }
 
 /// Adds `add` to `list` (once each) and takes `remove` out; removing what isn't there is an
@@ -177,6 +188,15 @@ pub async fn update<S: ClientStore>(
     if let Some(required) = changes.backchannel_logout_session_required {
         r.backchannel_logout_session_required = required;
     }
+    if changes.jwks.is_some() || changes.jwks_uri.is_some() {
+        if current.auth_method() != AuthMethod::PrivateKeyJwt {
+            return Err(AdminError::Invalid(
+                "only a client registered with --jwks-file or --jwks-uri can change its keys".into(),
+            ));
+        }
+        r.jwks = changes.jwks;
+        r.jwks_uri = changes.jwks_uri;
+    }
     // `create` fills in defaults for what is left empty; an update that empties a list means it.
     if registration.grant_types.is_empty() && !registration.introspect {
         return Err(AdminError::Invalid(
@@ -210,6 +230,11 @@ pub async fn rotate_secret<S: ClientStore>(store: &S, id: &str, now: i64) -> Res
     let client = show(store, id).await?;
     if client.kind == ClientKind::Public {
         return Err(AdminError::Invalid(format!("client `{id}` is public and has no secret")));
+    }
+    if client.auth_method() == AuthMethod::PrivateKeyJwt {
+        return Err(AdminError::Invalid(format!(
+            "client `{id}` authenticates with its keys (private_key_jwt); change them with `client update --jwks-file` or `--jwks-uri`"
+        )));
     }
     let secret = new_secret();
     if !store.set_client_secret(id, &sha256(&secret), now).await? {

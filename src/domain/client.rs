@@ -90,9 +90,36 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     /// The app needs `sid` in its logout tokens (§2.2 `backchannel_logout_session_required`).
     pub backchannel_logout_session_required: bool,
+    /// `private_key_jwt` (RFC 7523 §2.2): the client's public keys, registered inline (a JWKS
+    /// document of RSA and P-256 keys)…
+    pub jwks: Option<String>,
+    /// …or the https URL they are fetched from.
+    pub jwks_uri: Option<String>,
+}
+
+/// How a client proves who it is at the token, revocation and introspection endpoints
+/// (OIDC Registration `token_endpoint_auth_method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A shared secret (Basic or in the body).
+    ClientSecret,
+    /// A JWT signed with one of its registered keys (RFC 7523 §2.2).
+    PrivateKeyJwt,
+    /// A public client: nothing to prove.
+    None,
 }
 
 impl Client {
+    pub fn auth_method(&self) -> AuthMethod {
+        if self.jwks.is_some() || self.jwks_uri.is_some() {
+            AuthMethod::PrivateKeyJwt
+        } else if self.kind == ClientKind::Public {
+            AuthMethod::None
+        } else {
+            AuthMethod::ClientSecret
+        }
+    }
+
     /// Whether a browser app at `origin` may read this client's answers at the token, userinfo
     /// and revocation endpoints: an origin of one of its redirect URIs, or one it registered
     /// explicitly (issue 11 item 1). Exact: scheme, host and port.
@@ -130,6 +157,8 @@ impl Client {
             introspect: self.introspect,
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: self.backchannel_logout_session_required,
+            jwks: self.jwks.clone(),
+            jwks_uri: self.jwks_uri.clone(),
         }
     }
 }
@@ -153,6 +182,10 @@ pub struct NewClient {
     pub introspect: bool,
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    /// A JWKS document (`--jwks-file`): the client authenticates with private_key_jwt.
+    pub jwks: Option<String>,
+    /// Where its JWKS is fetched from (`--jwks-uri`): private_key_jwt too.
+    pub jwks_uri: Option<String>,
 }
 
 /// A registration that passed every check; turned into a [`Client`] once it has an id and secret.
@@ -173,9 +206,16 @@ pub struct ValidatedClient {
     pub introspect: bool,
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
 }
 
 impl ValidatedClient {
+    /// A client that authenticates with keys gets no secret.
+    pub fn uses_keys(&self) -> bool {
+        self.jwks.is_some() || self.jwks_uri.is_some()
+    }
+
     /// The client this registration describes, under `id` with its secret's hash and history.
     pub fn into_client(
         self,
@@ -202,6 +242,8 @@ impl ValidatedClient {
             introspect: self.introspect,
             backchannel_logout_uri: self.backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
+            jwks: self.jwks,
+            jwks_uri: self.jwks_uri,
             created_at,
             disabled_at,
         }
@@ -328,6 +370,15 @@ impl NewClient {
             return Err("--backchannel-logout-session-required needs a --backchannel-logout-uri".into());
         }
 
+        if self.jwks.is_some() && self.jwks_uri.is_some() {
+            return Err("register the keys either inline (--jwks-file) or by URL (--jwks-uri), not both".into());
+        }
+        if (self.jwks.is_some() || self.jwks_uri.is_some()) && kind == ClientKind::Public {
+            return Err("a public client has no keys to authenticate with; drop --public for private_key_jwt".into());
+        }
+        let jwks = self.jwks.as_deref().map(super::client_keys::validate_jwks).transpose()?;
+        let jwks_uri = self.jwks_uri.as_deref().map(super::client_keys::validate_jwks_uri).transpose()?;
+
         Ok(ValidatedClient {
             name,
             kind,
@@ -344,6 +395,8 @@ impl NewClient {
             introspect: self.introspect,
             backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
+            jwks,
+            jwks_uri,
         })
     }
 }

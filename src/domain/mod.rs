@@ -7,13 +7,15 @@ mod redirect_uri;
 mod scope;
 mod signing_alg;
 
-pub use client::{is_plausible_client_id, Client, ClientKind, GrantType, NewClient, ValidatedClient};
+pub use client::{is_plausible_client_id, AuthMethod, Client, ClientKind, GrantType, NewClient, ValidatedClient};
 pub use origin::{parse_allowed_origin, redirect_origin};
 pub use redirect_uri::{is_loopback_host, RedirectUri, RedirectUriError};
 pub use scope::{ScopeError, ScopeSet};
 pub use signing_alg::SigningAlg;
 mod key;
 pub use key::{KeyRecord, KeyStatus};
+pub mod client_keys;
+pub use client_keys::MAX_JWKS_BYTES;
 mod user;
 pub use user::{normalize_email, validate_name, validate_role, ConsentRecord, CreatedVia, TotpFactor, User};
 mod email_token;

@@ -30,7 +30,7 @@ pub async fn introspect(
         |params, authorization| async move {
             let keys = state.keys();
             let ctx = IntrospectionContext {
-                clients: state.clients(),
+                clients: &state.client_auth(),
                 store: state.store(),
                 keys: &keys,
                 issuer: &state.settings().issuer,

@@ -1,6 +1,7 @@
 //! Thin protocol handlers, one file per endpoint: extract → core function → render.
 
 pub mod authorize;
+pub mod client_keys;
 mod client_request;
 pub mod discovery;
 pub mod health;

@@ -24,7 +24,7 @@ pub async fn revoke(
     client_authenticated(state, &requester, &headers, body, Cors::ForClient, |params, authorization| async move {
         let keys = state.keys();
         let ctx = RevocationContext {
-            clients: state.clients(),
+            clients: &state.client_auth(),
             store: state.store(),
             keys: &keys,
             issuer: &state.settings().issuer,

@@ -26,7 +26,7 @@ pub async fn token(
     client_authenticated(state, &requester, &headers, body, Cors::ForClient, |params, authorization| async move {
         let keys = state.keys();
         let ctx = TokenContext {
-            clients: state.clients(),
+            clients: &state.client_auth(),
             store: state.store(),
             keys: &keys,
             master: state.master_key(),

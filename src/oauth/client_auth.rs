@@ -1,5 +1,6 @@
-//! Client authentication at the token endpoint (RFC 6749 §2.3): `client_secret_basic` and
-//! `client_secret_post`, plus bare `client_id` for public clients.
+//! Client authentication at the token endpoint (RFC 6749 §2.3): `client_secret_basic`,
+//! `client_secret_post`, `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9), and bare
+//! `client_id` for public clients. The revocation and introspection endpoints use it too.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,9 +8,12 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use jsonwebtoken::jwk::JwkSet;
+
+use super::client_assertion::{self, AssertionError, JWT_BEARER, MAX_ASSERTION_BYTES};
 use super::params::Params;
 use super::{Challenge, OAuthError};
-use crate::domain::{Client, ClientKind};
+use crate::domain::{AuthMethod, Client, ClientKind};
 use crate::secret::verify_hash;
 use crate::store::StoreResult;
 
@@ -18,11 +22,38 @@ pub trait ClientLookup: Send + Sync {
     fn lookup_client(&self, id: &str) -> impl Future<Output = StoreResult<Option<Arc<Client>>>> + Send;
 }
 
+/// What checking a `private_key_jwt` assertion needs besides the client: its keys (inline, or
+/// fetched from its `jwks_uri` and cached), the URLs that name this server for `aud`, and the
+/// record of used `jti`s shared by replicas.
+pub trait AssertionKeys: Send + Sync {
+    /// `aud` values an assertion may carry: the issuer and the endpoints that authenticate
+    /// clients.
+    fn audiences(&self) -> Vec<String>;
+    /// The client's keys; `refresh` asks for a fresh copy of a fetched JWKS (an unknown `kid`
+    /// may be a key the client just rotated in).
+    fn client_keys(&self, client: &Client, refresh: bool) -> impl Future<Output = Result<JwkSet, String>> + Send;
+    /// Records `jti` of `client_id` until `expires_at`; false when it was used before (RFC 7523
+    /// §3 item 7: a replay).
+    fn first_use(&self, client_id: &str, jti: &str, expires_at: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
 /// The credentials a request carried, before checking them.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PresentedClient {
-    Basic { id: String, secret: String },
-    Post { id: String, secret: String },
+    Basic {
+        id: String,
+        secret: String,
+    },
+    Post {
+        id: String,
+        secret: String,
+    },
+    /// `client_assertion` with `client_assertion_type` = jwt-bearer; `id` is the body's
+    /// `client_id`, else the `sub` the assertion claims (checked when it is verified).
+    Assertion {
+        id: String,
+        assertion: String,
+    },
     IdOnly(String),
     Nothing,
 }
@@ -38,6 +69,38 @@ fn basic_failure(why: &'static str) -> OAuthError {
 pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<PresentedClient, OAuthError> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
+    let assertion_type = params.get("client_assertion_type");
+    let assertion = params.get("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        // RFC 6749 §2.3: one authentication method per request.
+        if authorization.is_some() || body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method: a client_assertion, or a secret, not both",
+            ));
+        }
+        if assertion_type != Some(JWT_BEARER) {
+            return Err(OAuthError::invalid_client(format!(
+                "client_assertion_type must be {JWT_BEARER} (RFC 7523 §2.2)"
+            )));
+        }
+        let Some(assertion) = assertion.filter(|a| !a.is_empty() && a.len() <= MAX_ASSERTION_BYTES) else {
+            return Err(OAuthError::invalid_client("client_assertion is missing or too long"));
+        };
+        // RFC 7523 §3 items 1–2: the assertion names the client; a body client_id must agree.
+        let claimed = client_assertion::claimed_client_id(assertion);
+        let id = match (body_id, claimed) {
+            (Some(body), Some(claimed)) if body != claimed => {
+                return Err(OAuthError::invalid_client("client_id differs from the assertion's sub"))
+            }
+            (Some(body), _) => body.to_string(),
+            (None, Some(claimed)) => claimed,
+            (None, None) => return Err(OAuthError::invalid_client("the client_assertion names no client (sub)")),
+        };
+        if id.is_empty() || id.len() > MAX_CREDENTIAL {
+            return Err(OAuthError::invalid_client("malformed client_id"));
+        }
+        return Ok(PresentedClient::Assertion { id, assertion: assertion.to_string() });
+    }
     let Some(header) = authorization else {
         return Ok(match (body_id, body_secret) {
             (Some(id), Some(secret)) => PresentedClient::Post { id: id.into(), secret: secret.into() },
@@ -77,24 +140,34 @@ pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<
 /// when it names none or its credentials can't be read.
 pub fn presented_client_id(authorization: Option<&str>, params: &Params) -> Option<String> {
     match presented_client(authorization, params).ok()? {
-        PresentedClient::Basic { id, .. } | PresentedClient::Post { id, .. } | PresentedClient::IdOnly(id) => Some(id),
+        PresentedClient::Basic { id, .. }
+        | PresentedClient::Post { id, .. }
+        | PresentedClient::Assertion { id, .. }
+        | PresentedClient::IdOnly(id) => Some(id),
         PresentedClient::Nothing => None,
     }
 }
 
-/// Checks the presented credentials. Unknown client, wrong secret and disabled client all give
-/// the same answer, so the endpoint tells an attacker nothing about which ids exist.
-pub async fn authenticate<L: ClientLookup>(clients: &L, presented: PresentedClient) -> Result<Arc<Client>, OAuthError> {
-    let (id, secret, challenge) = match presented {
+/// Checks the presented credentials. Unknown client, wrong secret, bad assertion and disabled
+/// client all give the same answer, so the endpoint tells an attacker nothing about which ids
+/// exist. A client authenticates only the way it registered: a private_key_jwt client's
+/// secret (it has none) or a secret client's assertion never counts.
+pub async fn authenticate<L: ClientLookup + AssertionKeys>(
+    clients: &L,
+    presented: PresentedClient,
+    now: i64,
+) -> Result<Arc<Client>, OAuthError> {
+    let (id, credential, challenge) = match presented {
         PresentedClient::Nothing => {
             return Err(OAuthError::invalid_client("client authentication is required"));
         }
-        PresentedClient::Basic { id, secret } => (id, Some(secret), Challenge::Basic),
-        PresentedClient::Post { id, secret } => (id, Some(secret), Challenge::None),
-        PresentedClient::IdOnly(id) => (id, None, Challenge::None),
+        PresentedClient::Basic { id, secret } => (id, Credential::Secret(secret), Challenge::Basic),
+        PresentedClient::Post { id, secret } => (id, Credential::Secret(secret), Challenge::None),
+        PresentedClient::Assertion { id, assertion } => (id, Credential::Assertion(assertion), Challenge::None),
+        PresentedClient::IdOnly(id) => (id, Credential::None, Challenge::None),
     };
     let failed = || OAuthError::invalid_client("client authentication failed").with_challenge(challenge);
-    if id.len() > MAX_CREDENTIAL || secret.as_ref().is_some_and(|s| s.len() > MAX_CREDENTIAL) {
+    if id.len() > MAX_CREDENTIAL || matches!(&credential, Credential::Secret(s) if s.len() > MAX_CREDENTIAL) {
         return Err(failed());
     }
     let Some(client) = clients.lookup_client(&id).await? else {
@@ -103,12 +176,63 @@ pub async fn authenticate<L: ClientLookup>(clients: &L, presented: PresentedClie
     if !client.is_enabled() {
         return Err(failed());
     }
-    match (client.kind, &client.secret_hash, secret) {
-        (ClientKind::Confidential, Some(hash), Some(secret)) if verify_hash(&secret, hash) => Ok(client),
+    match (client.auth_method(), credential) {
+        (AuthMethod::ClientSecret, Credential::Secret(secret))
+            if client.kind == ClientKind::Confidential
+                && client.secret_hash.as_ref().is_some_and(|hash| verify_hash(&secret, hash)) =>
+        {
+            Ok(client)
+        }
+        (AuthMethod::PrivateKeyJwt, Credential::Assertion(assertion)) => {
+            match check_assertion(clients, &client, &assertion, now).await? {
+                Ok(()) => Ok(client),
+                Err(why) => {
+                    tracing::info!(client_id = %client.id, reason = %why, "client assertion refused");
+                    Err(failed())
+                }
+            }
+        }
         // Public clients prove nothing with a secret; one that sends a secret is misconfigured.
-        (ClientKind::Public, _, None) => Ok(client),
+        (AuthMethod::None, Credential::None) => Ok(client),
         _ => Err(failed()),
     }
+}
+
+enum Credential {
+    Secret(String),
+    Assertion(String),
+    None,
+}
+
+/// Verifies a private_key_jwt assertion; `Ok(Err(why))` when refused, `Err` when the store
+/// failed (a 503, not a refusal). A fetched JWKS is refetched once when no key matches, so a
+/// client that rotated its keys is not refused until the cache expires.
+async fn check_assertion<L: AssertionKeys>(
+    clients: &L,
+    client: &Client,
+    assertion: &str,
+    now: i64,
+) -> Result<Result<(), String>, OAuthError> {
+    let audiences = clients.audiences();
+    let keys = match clients.client_keys(client, false).await {
+        Ok(keys) => keys,
+        Err(e) => return Ok(Err(format!("keys: {e}"))),
+    };
+    let verified = match client_assertion::verify(assertion, &client.id, &keys, &audiences, now) {
+        Err(AssertionError::NoKey) if client.jwks_uri.is_some() => match clients.client_keys(client, true).await {
+            Ok(fresh) => client_assertion::verify(assertion, &client.id, &fresh, &audiences, now),
+            Err(e) => return Ok(Err(format!("keys: {e}"))),
+        },
+        other => other,
+    };
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if !clients.first_use(&client.id, &verified.jti, verified.exp).await? {
+        return Ok(Err("jti was used before (a replay)".into()));
+    }
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::client_auth::{authenticate, presented_client, ClientLookup};
+use super::client_auth::{authenticate, presented_client, AssertionKeys, ClientLookup};
 use super::params::Params;
 use super::revoke::looks_like_jwt;
 use super::verify::{verify_jwt, Expect};
@@ -33,7 +33,7 @@ const MAX_REFRESH_TOKEN: usize = 256;
 /// ours, RFC 9068 §7.2.1.1).
 const ACCESS_TOKEN_CLAIMS: [&str; 9] = ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "roles"];
 
-pub struct IntrospectionContext<'a, L: ClientLookup, S: GrantStore + RevocationStore> {
+pub struct IntrospectionContext<'a, L: ClientLookup + AssertionKeys, S: GrantStore + RevocationStore> {
     pub clients: &'a L,
     pub store: &'a S,
     pub keys: &'a KeyRing,
@@ -49,12 +49,12 @@ pub fn inactive() -> Map<String, Value> {
 }
 
 /// Handles one introspection request; the map is the JSON answer.
-pub async fn introspect<L: ClientLookup, S: GrantStore + RevocationStore>(
+pub async fn introspect<L: ClientLookup + AssertionKeys, S: GrantStore + RevocationStore>(
     ctx: IntrospectionContext<'_, L, S>,
     params: &Params,
     authorization: Option<&str>,
 ) -> Result<Map<String, Value>, OAuthError> {
-    let client = authenticate(ctx.clients, presented_client(authorization, params)?).await?;
+    let client = authenticate(ctx.clients, presented_client(authorization, params)?, ctx.now).await?;
     if client.kind != ClientKind::Confidential {
         // RFC 7662 §2.1: the caller must be authorized; a public client proves nothing.
         return Err(OAuthError::invalid_client("introspection needs a confidential client's credentials"));
@@ -86,7 +86,7 @@ fn audience_includes_any(claims: &Map<String, Value>, audiences: &[&str]) -> boo
     }
 }
 
-async fn access_token<L: ClientLookup, S: GrantStore + RevocationStore>(
+async fn access_token<L: ClientLookup + AssertionKeys, S: GrantStore + RevocationStore>(
     ctx: &IntrospectionContext<'_, L, S>,
     caller: &Client,
     token: &str,
@@ -138,7 +138,7 @@ async fn access_token<L: ClientLookup, S: GrantStore + RevocationStore>(
     Ok(answer)
 }
 
-async fn refresh_token<L: ClientLookup, S: GrantStore + RevocationStore>(
+async fn refresh_token<L: ClientLookup + AssertionKeys, S: GrantStore + RevocationStore>(
     ctx: &IntrospectionContext<'_, L, S>,
     caller: &Client,
     token: &str,

@@ -12,7 +12,7 @@
 //!   (RFC 7009 §2.1 lets the server refuse that request; answering 200 and changing nothing keeps
 //!   both promises: no revocation across clients, no token scanning.)
 
-use super::client_auth::{authenticate, presented_client, ClientLookup};
+use super::client_auth::{authenticate, presented_client, AssertionKeys, ClientLookup};
 use super::params::Params;
 use super::verify::{verify_jwt, Expect};
 use super::OAuthError;
@@ -25,7 +25,7 @@ use crate::store::RevocationStore;
 const MAX_REFRESH_TOKEN: usize = 256;
 
 /// What revocation needs besides the request.
-pub struct RevocationContext<'a, L: ClientLookup, S: RevocationStore> {
+pub struct RevocationContext<'a, L: ClientLookup + AssertionKeys, S: RevocationStore> {
     pub clients: &'a L,
     pub store: &'a S,
     pub keys: &'a KeyRing,
@@ -52,12 +52,12 @@ pub fn looks_like_jwt(token: &str) -> bool {
 
 /// Handles one revocation request: authenticates the client exactly as the token endpoint does
 /// (RFC 7009 §2.1), then revokes what the token names if it is the caller's.
-pub async fn revoke<L: ClientLookup, S: RevocationStore>(
+pub async fn revoke<L: ClientLookup + AssertionKeys, S: RevocationStore>(
     ctx: RevocationContext<'_, L, S>,
     params: &Params,
     authorization: Option<&str>,
 ) -> Result<Revoked, OAuthError> {
-    let client = authenticate(ctx.clients, presented_client(authorization, params)?).await?;
+    let client = authenticate(ctx.clients, presented_client(authorization, params)?, ctx.now).await?;
     // RFC 7009 §2.1: `token` is REQUIRED; its absence is invalid_request (§2.2.1).
     let token = params.require("token")?;
     // RFC 7009 §2.1: `token_type_hint` is only a hint, and a wrong one must not fail the request.
@@ -74,7 +74,7 @@ pub async fn revoke<L: ClientLookup, S: RevocationStore>(
     }
 }
 
-async fn revoke_access_token<L: ClientLookup, S: RevocationStore>(
+async fn revoke_access_token<L: ClientLookup + AssertionKeys, S: RevocationStore>(
     ctx: &RevocationContext<'_, L, S>,
     client_id: &str,
     token: &str,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::access_token::AccessTokenSettings;
-use super::client_auth::{authenticate, presented_client, ClientLookup};
+use super::client_auth::{authenticate, presented_client, AssertionKeys, ClientLookup};
 use super::grants::{authorization_code, client_credentials, refresh_token};
 use super::params::Params;
 use super::OAuthError;
@@ -45,7 +45,7 @@ pub struct TokenSettings {
 }
 
 /// What the token endpoint needs besides the request.
-pub struct TokenContext<'a, L: ClientLookup, S: GrantStore + UserStore + AuditStore> {
+pub struct TokenContext<'a, L: ClientLookup + AssertionKeys, S: GrantStore + UserStore + AuditStore> {
     pub clients: &'a L,
     pub store: &'a S,
     pub keys: &'a KeyRing,
@@ -58,14 +58,14 @@ pub struct TokenContext<'a, L: ClientLookup, S: GrantStore + UserStore + AuditSt
 }
 
 /// Handles one token request: `params` is the parsed body, `authorization` the raw header.
-pub async fn exchange<L: ClientLookup, S: GrantStore + UserStore + AuditStore>(
+pub async fn exchange<L: ClientLookup + AssertionKeys, S: GrantStore + UserStore + AuditStore>(
     ctx: TokenContext<'_, L, S>,
     params: &Params,
     authorization: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let grant_type = params.require("grant_type")?;
     let presented = presented_client(authorization, params)?;
-    let client = authenticate(ctx.clients, presented).await?;
+    let client = authenticate(ctx.clients, presented, ctx.now).await?;
     match grant_type {
         "client_credentials" => client_credentials::grant(&client, params, ctx.keys, &ctx.settings.access, ctx.now),
         "authorization_code" => {

@@ -19,16 +19,21 @@ pub fn metadata(issuer: &str) -> Value {
         // RFC 8414 §2: revocation (RFC 7009) authenticates clients as the token endpoint does;
         // introspection (RFC 7662) only confidential clients (a public one proves nothing).
         "revocation_endpoint": url(paths::REVOKE),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "introspection_endpoint": url(paths::INTROSPECT),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "scopes_supported": KNOWN_SCOPES.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        // RFC 7523 §2.2 / OIDC Core §9: private_key_jwt with the client's registered RSA or
+        // P-256 keys; `none` and HMAC algorithms are refused.
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": SUPPORTED_CLAIMS.iter().chain(["email_verified", "roles"].iter()).collect::<Vec<_>>(),
         "prompt_values_supported": ["none", "login", "consent"],

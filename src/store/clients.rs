@@ -6,7 +6,7 @@ use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
 
 const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
      grant_types, scopes, roles, audience, id_token_alg, require_mfa, introspect, created_at, disabled_at, \
-     allowed_origins, backchannel_logout_uri, backchannel_logout_session_required";
+     allowed_origins, backchannel_logout_uri, backchannel_logout_session_required, jwks, jwks_uri";
 
 fn json_list(values: impl Iterator<Item = String>) -> String {
     serde_json::Value::Array(values.map(serde_json::Value::String).collect()).to_string()
@@ -52,6 +52,8 @@ fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
         introspect: row.try_get::<i64, _>("introspect")? != 0,
         backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
         backchannel_logout_session_required: row.try_get::<i64, _>("backchannel_logout_session_required")? != 0,
+        jwks: row.try_get("jwks")?,
+        jwks_uri: row.try_get("jwks_uri")?,
         redirect_uris: uris("redirect_uris")?,
         post_logout_redirect_uris: uris("post_logout_redirect_uris")?,
         grant_types,
@@ -74,8 +76,8 @@ impl ClientStore for Store {
             "INSERT INTO clients (id, name, kind, secret_hash, first_party, redirect_uris, \
              post_logout_redirect_uris, grant_types, scopes, roles, audience, created_at, updated_at, disabled_at, \
              id_token_alg, require_mfa, introspect, allowed_origins, backchannel_logout_uri, \
-             backchannel_logout_session_required) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16, $17, $18, $19)",
+             backchannel_logout_session_required, jwks, jwks_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -96,6 +98,8 @@ impl ClientStore for Store {
         .bind(json_list(c.allowed_origins.iter().cloned()))
         .bind(c.backchannel_logout_uri.clone())
         .bind(i64::from(c.backchannel_logout_session_required))
+        .bind(c.jwks.clone())
+        .bind(c.jwks_uri.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -122,7 +126,7 @@ impl ClientStore for Store {
                 "UPDATE clients SET name = $1, first_party = $2, redirect_uris = $3, post_logout_redirect_uris = $4, \
                  grant_types = $5, scopes = $6, roles = $7, audience = $8, id_token_alg = $9, require_mfa = $10, \
                  updated_at = $11, allowed_origins = $13, introspect = $14, backchannel_logout_uri = $15, \
-                 backchannel_logout_session_required = $16 WHERE id = $12",
+                 backchannel_logout_session_required = $16, jwks = $17, jwks_uri = $18 WHERE id = $12",
             )
             .bind(&c.name)
             .bind(i64::from(c.first_party))
@@ -140,6 +144,8 @@ impl ClientStore for Store {
             .bind(i64::from(c.introspect))
             .bind(c.backchannel_logout_uri.clone())
             .bind(i64::from(c.backchannel_logout_session_required))
+            .bind(c.jwks.clone())
+            .bind(c.jwks_uri.clone())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)

@@ -447,6 +447,8 @@ impl GrantStore for Store {
             "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
             // Links sent by email (issue 12) that nobody used in time.
             "DELETE FROM email_tokens WHERE expires_at < $1",
+            // Used client assertions: a replay after `exp` is refused by `exp` itself.
+            "DELETE FROM client_assertions WHERE expires_at < $1",
         ] {
             removed += self.sql(sql).bind(now).execute(&self.pool).await?.rows_affected();
         }

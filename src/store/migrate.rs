@@ -17,6 +17,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (8, "allowed origins", include_str!("../../migrations/postgres/0008_allowed_origins.sql")),
     (9, "self-service accounts", include_str!("../../migrations/postgres/0009_self_service_accounts.sql")),
     (10, "back-channel logout", include_str!("../../migrations/postgres/0010_backchannel_logout.sql")),
+    (11, "private_key_jwt", include_str!("../../migrations/postgres/0011_private_key_jwt.sql")),
 ];
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -29,6 +30,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (8, "allowed origins", include_str!("../../migrations/sqlite/0008_allowed_origins.sql")),
     (9, "self-service accounts", include_str!("../../migrations/sqlite/0009_self_service_accounts.sql")),
     (10, "back-channel logout", include_str!("../../migrations/sqlite/0010_backchannel_logout.sql")),
+    (11, "private_key_jwt", include_str!("../../migrations/sqlite/0011_private_key_jwt.sql")),
 ];
 
 impl Store {

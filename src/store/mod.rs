@@ -5,6 +5,7 @@
 //! [`KeyStore`] and plain domain types.
 
 mod accounts;
+mod assertions;
 mod audit;
 mod client_cache;
 mod clients;
@@ -293,6 +294,17 @@ pub trait AccountStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<Option<EmailToken>>> + Send;
     /// An admin says the address is verified; false when no such user exists.
     fn set_email_verified(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// Used client assertions (private_key_jwt), shared by replicas.
+pub trait AssertionStore: Send + Sync {
+    /// Records `jti` of `client_id` until `expires_at`; false when it was recorded before.
+    fn first_use_of_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// The outbox's delivery side (src/outbox).

@@ -23,7 +23,7 @@ async fn both_metadata_documents_describe_what_is_served() {
     );
     assert_eq!(
         oidc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])
     );
     assert_eq!(oidc["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(oidc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
@@ -35,12 +35,12 @@ async fn both_metadata_documents_describe_what_is_served() {
     assert_eq!(oidc["revocation_endpoint"], app.url("/revoke"));
     assert_eq!(
         oidc["revocation_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])
     );
     assert_eq!(oidc["introspection_endpoint"], app.url("/introspect"));
     assert_eq!(
         oidc["introspection_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
     );
 
     // Every advertised URL is served.

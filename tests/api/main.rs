@@ -35,6 +35,7 @@ mod outage;
 mod outbox;
 mod pages;
 mod password_reset;
+mod private_key_jwt;
 mod query_plans;
 mod refresh_grace;
 mod revocation;

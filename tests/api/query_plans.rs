@@ -321,6 +321,44 @@ async fn drive_self_service(app: &TestApp, smtp: &SmtpServer) {
     let token = smtp.nth("ivy@example.com", 1).await.token(&app.url("/invitation"));
     assert_eq!(set_password_by_link(app, &browser(), "/invitation", &token, NEW_PASSWORD).await.status().as_u16(), 303);
     smtp.wait_for(&admin_made.email, 1).await;
+
+    // Issue 13: a private_key_jwt service (the used-assertion record), and an app with a
+    // back-channel logout URI whose user signs out (the logout notice in the outbox).
+    use jwt_simple::prelude::*;
+    let pair = ES256KeyPair::generate().with_key_id("qp");
+    let public = p256::PublicKey::from_sec1_bytes(&pair.public_key().to_bytes()).unwrap();
+    let mut jwk: serde_json::Value = serde_json::from_str(&public.to_jwk_string()).unwrap();
+    jwk["kid"] = serde_json::json!("qp");
+    let (keyed, _) = latchkey::admin::clients::create(
+        app.state.store(),
+        latchkey::domain::NewClient {
+            name: "keyed".into(),
+            grant_types: vec!["client_credentials".into()],
+            jwks: Some(serde_json::json!({ "keys": [jwk] }).to_string()),
+            ..latchkey::domain::NewClient::default()
+        },
+        unix_now(),
+    )
+    .await
+    .unwrap();
+    let claims = Claims::create(Duration::from_secs(60))
+        .with_issuer(&keyed.id)
+        .with_subject(&keyed.id)
+        .with_audience(app.token_url())
+        .with_jwt_id(latchkey::secret::random_token(16));
+    let assertion = pair.sign(claims).unwrap();
+    let answer = app
+        .http
+        .post(app.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
 }
 
 /// Statements the flow must have recorded: a check that recording sees the request paths.
@@ -340,6 +378,8 @@ const EXPECTED: &[&str] = &[
     "UPDATE outbox SET claimed_until",
     "DELETE FROM email_tokens WHERE token_hash",
     "FROM email_tokens t JOIN users u",
+    "INSERT INTO client_assertions",
+    "SELECT DISTINCT g.client_id, g.user_sub, g.sid, c.backchannel_logout_uri",
 ];
 
 #[tokio::test]
@@ -523,6 +563,10 @@ fn seed_statements(series: &str, blob: &str) -> Vec<String> {
         format!(
             "{series} INSERT INTO revoked_access_tokens (jti, client_id, revoked_at, expires_at) \
              SELECT 'seed-jti-' || i, 'seed-client-' || (i % 200), 0, 9999999999 FROM s"
+        ),
+        format!(
+            "{series} INSERT INTO client_assertions (client_id, jti, expires_at) \
+             SELECT 'seed-client-' || (i % 200), 'seed-jti-' || i, i FROM s"
         ),
         format!(
             "{series} INSERT INTO email_tokens (token_hash, purpose, user_sub, email, resume, created_at, expires_at) \

@@ -1,7 +1,7 @@
 //! The refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2),
 //! and a short grace window for concurrent use that keeps reuse detection (issue 11 item 4).
 
-use super::super::client_auth::ClientLookup;
+use super::super::client_auth::{AssertionKeys, ClientLookup};
 use super::super::issue::{grant_user, issue_user_tokens, new_refresh_token, Issue, Refresh};
 use super::super::params::Params;
 use super::super::token::{TokenContext, TokenResponse};
@@ -14,7 +14,7 @@ use crate::store::{AuditStore, GrantStore, UserStore};
 
 const MAX_TOKEN: usize = 256;
 
-pub async fn grant<L: ClientLookup, S: GrantStore + UserStore + AuditStore>(
+pub async fn grant<L: ClientLookup + AssertionKeys, S: GrantStore + UserStore + AuditStore>(
     ctx: &TokenContext<'_, L, S>,
     client: &Client,
     params: &Params,
