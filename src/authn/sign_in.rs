@@ -211,3 +211,30 @@ async fn match_code<S: MfaStore>(
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit trail names the account a failure concerns exactly when the email named one
+    /// (found by mutation testing: nothing checked it).
+    #[test]
+    fn a_failure_names_its_user_only_when_there_is_one() {
+        assert_eq!(PasswordFailure::WrongPassword("sub-1".into()).user_sub(), Some("sub-1"));
+        assert_eq!(PasswordFailure::Disabled("sub-2".into()).user_sub(), Some("sub-2"));
+        assert_eq!(PasswordFailure::UnknownUser.user_sub(), None);
+        assert_eq!(PasswordFailure::Locked { retry_after_secs: 5 }.user_sub(), None);
+        assert_eq!(PasswordFailure::Unavailable("db".into()).user_sub(), None);
+        let reasons: Vec<&str> = [
+            PasswordFailure::UnknownUser,
+            PasswordFailure::WrongPassword("s".into()),
+            PasswordFailure::Disabled("s".into()),
+            PasswordFailure::Locked { retry_after_secs: 1 },
+            PasswordFailure::Unavailable("x".into()),
+        ]
+        .iter()
+        .map(PasswordFailure::audit_reason)
+        .collect();
+        assert_eq!(reasons, ["unknown_user", "wrong_password", "disabled", "locked", "unavailable"]);
+    }
+}
