@@ -143,6 +143,7 @@ pub struct AuditFilter {
 /// Writes the event and logs it. A failed write is logged as an error with the whole event, so
 /// nothing is lost from the log; the action that caused it is not undone.
 pub async fn record<S: crate::store::AuditStore>(store: &S, event: AuditEvent) {
+    crate::metrics::count_security_event(&event.event);
     tracing::info!(
         target: "audit",
         event = %event.event,

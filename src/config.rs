@@ -257,6 +257,9 @@ pub struct Settings {
     /// How often each replica looks for messages written elsewhere (other replicas, the CLI)
     /// and for retries that are due; its own messages go at once.
     pub email_poll_interval: HumanDuration,
+    /// Serve `/metrics` on this address instead of the main listener (so it needn't be
+    /// public); unset: on the main listener.
+    pub metrics_bind: Option<SocketAddr>,
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `latchkey=debug,tower_http=info`.
     pub log_level: String,
@@ -325,6 +328,7 @@ impl Default for Settings {
             email_retry_base: HumanDuration::secs(10),
             email_give_up_after: HumanDuration::secs(24 * 3600),
             email_poll_interval: HumanDuration::secs(5),
+            metrics_bind: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
         }

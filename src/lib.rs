@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod oauth;
 pub mod oidc;
 pub mod outbox;

@@ -51,6 +51,8 @@ pub struct Application {
     state: AppState,
     /// The outbox sender's ways out (SMTP or the log; HTTP for logout tokens), taken by `run`.
     transport: Option<(Transport, reqwest::Client)>,
+    /// `metrics_bind`'s listener, when set (issue 13 item 4).
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -87,11 +89,25 @@ impl Application {
         let state = AppState::new(settings, store, master_key, keys, passwords, templates, jwks_cache);
         let router = crate::http::router::build(state.clone());
         let http = crate::outbox::backchannel::http_client().context("cannot build the back-channel logout client")?;
-        Ok(Self { listener, router, state, transport: Some((transport, http)) })
+        let metrics_listener = match state.settings().metrics_bind {
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (setting `metrics_bind`)"))?;
+                listener.set_nonblocking(true)?;
+                Some(TcpListener::from_std(listener)?)
+            }
+            None => None,
+        };
+        Ok(Self { listener, router, state, transport: Some((transport, http)), metrics_listener })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served when `metrics_bind` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> AppState {
@@ -131,6 +147,14 @@ impl Application {
             .transport
             .take()
             .map(|(transport, http)| tokio::spawn(outbox_sender(self.state.clone(), transport, http)));
+        let metrics = self.metrics_listener.take().map(|listener| {
+            let router = crate::http::router::metrics_only(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         let stop_accepting = {
             let state = state.clone();
             async move {
@@ -156,6 +180,9 @@ impl Application {
         key_reload.abort();
         if let Some(outbox) = outbox {
             outbox.abort();
+        }
+        if let Some(metrics) = metrics {
+            metrics.abort();
         }
         self.state.store().close().await;
         result
@@ -242,8 +269,17 @@ async fn key_lifecycle(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = crate::keys::rotation::step(state.store(), state.master_key(), &policy, unix_now()).await {
-            tracing::warn!(error = %e, "key lifecycle step failed; retrying at the next interval");
+        match crate::keys::rotation::step(state.store(), state.master_key(), &policy, unix_now()).await {
+            Ok(changes) => {
+                for change in &changes {
+                    crate::metrics::count_key_change(match change {
+                        crate::keys::lifecycle::KeyChange::Publish(_) => "published",
+                        crate::keys::lifecycle::KeyChange::Activate { .. } => "activated",
+                        crate::keys::lifecycle::KeyChange::Remove { .. } => "removed",
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "key lifecycle step failed; retrying at the next interval"),
         }
         reload(&state).await;
     }

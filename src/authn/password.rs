@@ -236,7 +236,9 @@ impl PasswordHasher {
     }
 
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let mut timer = crate::metrics::HashTimer::start();
         let _permit = self.permits.acquire().await.map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        timer.running();
         tokio::task::spawn_blocking(work).await.map_err(|e| PasswordError::Hashing(e.to_string()))
     }
 }

@@ -93,6 +93,7 @@ fn too_many(secs: u64) -> Response {
         "error": "temporarily_unavailable",
         "error_description": format!("too many failed requests from this address; retry after {} seconds", secs.max(1)),
     });
+    crate::metrics::count_throttled("token");
     let mut response = no_store((StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response());
     if let Ok(value) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
+pub mod metrics;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

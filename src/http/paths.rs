@@ -36,3 +36,5 @@ pub const INVITATION: &str = "/invitation";
 pub const CONFIRM_EMAIL_CHANGE: &str = "/confirm-email-change";
 pub const ACCOUNT_EMAIL: &str = "/account/email";
 pub const ACCOUNT_VERIFY_EMAIL: &str = "/account/verify-email";
+/// Issue 13 item 4: the Prometheus scrape.
+pub const METRICS: &str = "/metrics";

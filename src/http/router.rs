@@ -22,6 +22,42 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// Longest a request may take before the client gets a 408; bounds slow-loris style requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `/metrics` on the main listener, or — with `metrics_bind` set — nothing here (a 404; it is
+/// served on its own listener, [`metrics_only`]).
+fn metrics_route(state: &AppState) -> Router<AppState> {
+    let router = Router::new();
+    if state.settings().metrics_bind.is_some() {
+        router
+    } else {
+        router.route(paths::METRICS, get(endpoints::metrics::metrics))
+    }
+}
+
+/// The router of the `metrics_bind` listener: `/metrics` alone.
+pub fn metrics_only(state: AppState) -> Router {
+    Router::new().route(paths::METRICS, get(endpoints::metrics::metrics)).with_state(state)
+}
+
+/// Requests by method, route pattern and status, with their latency (issue 13 item 4). The
+/// route is the pattern the router matched, never the raw path, and unknown methods are
+/// `OTHER`, so the label sets stay few whatever clients send.
+async fn count_requests(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "OPTIONS" | "HEAD" | "PUT" | "DELETE" | "PATCH") => m,
+        _ => "OTHER",
+    }
+    .to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::count_request(&method, &route, response.status().as_u16(), started.elapsed());
+    response
+}
+
 pub fn build(state: AppState) -> Router {
     let https = state.settings().issuer.starts_with("https://");
     let max_body = state.settings().max_body_bytes;
@@ -83,8 +119,10 @@ pub fn build(state: AppState) -> Router {
         .route(paths::REVOKE, post(endpoints::revoke::revoke).options(cors::preflight))
         .route(paths::INTROSPECT, post(endpoints::introspect::introspect))
         .route(paths::HEALTHZ, get(endpoints::health::healthz))
+        .merge(metrics_route(&state))
         .route(paths::READYZ, get(endpoints::health::readyz))
         .fallback(endpoints::not_found)
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));

@@ -66,7 +66,7 @@ pub async fn exchange<L: ClientLookup + AssertionKeys, S: GrantStore + UserStore
     let grant_type = params.require("grant_type")?;
     let presented = presented_client(authorization, params)?;
     let client = authenticate(ctx.clients, presented, ctx.now).await?;
-    match grant_type {
+    let issued = match grant_type {
         "client_credentials" => client_credentials::grant(&client, params, ctx.keys, &ctx.settings.access, ctx.now),
         "authorization_code" => {
             authorization_code::grant(ctx.store, ctx.keys, ctx.settings, &client, params, ctx.now).await
@@ -77,5 +77,7 @@ pub async fn exchange<L: ClientLookup + AssertionKeys, S: GrantStore + UserStore
             "grant_type `{}` is not supported here; supported: authorization_code, refresh_token, client_credentials",
             other.chars().take(64).collect::<String>()
         ))),
-    }
+    }?;
+    crate::metrics::count_token(grant_type, &client.id);
+    Ok(issued)
 }

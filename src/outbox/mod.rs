@@ -91,12 +91,14 @@ impl Sender {
         };
         match outcome {
             Ok(()) => {
+                crate::metrics::count_outbox(&message.kind, "delivered");
                 tracing::info!(id = %message.id, kind = %message.kind, attempts = message.attempts, "outbox: delivered");
                 store.message_sent(&message.id, unix_now()).await?;
             }
             Err(error) => {
                 let now = unix_now();
                 let retry_at = self.policy.next_attempt(message.attempts, message.created_at, now, &error);
+                crate::metrics::count_outbox(&message.kind, if retry_at.is_some() { "retry" } else { "given_up" });
                 match retry_at {
                     Some(at) => tracing::warn!(
                         id = %message.id,

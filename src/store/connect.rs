@@ -28,6 +28,19 @@ pub struct Store {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let error = Self::classify(e);
+        crate::metrics::count_database_error(match &error {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Conflict(_) => "conflict",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Other(_) => "other",
+        });
+        error
+    }
+}
+
+impl StoreError {
+    fn classify(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -158,6 +171,12 @@ impl Store {
             .connect_with(options)
             .await?;
         Ok(Self { pool, backend, log: Arc::default() })
+    }
+
+    /// Connections of the pool: (in use, idle), for the metrics.
+    pub fn pool_state(&self) -> (i64, i64) {
+        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
+        (i64::from(self.pool.size()) - idle, idle)
     }
 
     pub fn backend(&self) -> Backend {

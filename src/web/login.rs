@@ -164,6 +164,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
     };
     if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
         let message = too_many_from_address(wait.as_secs());
+        crate::metrics::count_throttled("sign_in");
         let response = page(state, session, args(&message, StatusCode::TOO_MANY_REQUESTS)).await?;
         return Ok(with_retry_after(response, wait.as_secs()));
     }

@@ -109,6 +109,7 @@ async fn handle(state: &AppState, session: &Session, requester: &Requester, form
     let Some((sub, sid)) = owed_by(state, session, now).await? else { return Ok(login_again(rid, next)) };
     if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
         let message = too_many_from_address(wait.as_secs());
+        crate::metrics::count_throttled("sign_in");
         let response = page(state, session, rid, next, Some(&message), StatusCode::TOO_MANY_REQUESTS).await?;
         return Ok(with_retry_after(response, wait.as_secs()));
     }

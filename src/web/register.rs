@@ -51,6 +51,7 @@ fn count_email_request(state: &AppState, requester: &Requester) -> Option<u64> {
 /// The 429 page for a throttled form.
 pub fn throttled_page(state: &AppState, wait_secs: u64) -> Response {
     let message = too_many_from_address(wait_secs).replace("failed attempts", "requests");
+    crate::metrics::count_throttled("email");
     with_retry_after(error_page(state, StatusCode::TOO_MANY_REQUESTS, "Too many requests", &message), wait_secs)
 }
 

@@ -99,6 +99,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDatabase,
     pub settings: Settings,
+    /// Where `/metrics` is served when the test set `metrics_bind`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -140,6 +142,7 @@ pub async fn spawn_app_on(db: TestDatabase, mut settings: Settings, configure: i
     let settings = settings.validated().expect("test settings are valid");
     let app = Application::build_on(settings.clone(), listener).await.expect("app builds");
     let state = app.state();
+    let metrics_addr = app.metrics_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
         let _ = rx.await;
@@ -149,7 +152,7 @@ pub async fn spawn_app_on(db: TestDatabase, mut settings: Settings, configure: i
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client");
-    TestApp { address, state, http, db, settings, shutdown: Some(tx), server: Some(server) }
+    TestApp { address, state, http, db, settings, metrics_addr, shutdown: Some(tx), server: Some(server) }
 }
 
 pub struct RegisteredClient {

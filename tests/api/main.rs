@@ -29,6 +29,7 @@ mod keys_startup;
 mod layering;
 mod mailbox;
 mod malformed_input;
+mod metrics;
 mod mfa;
 mod oidc_flow;
 mod outage;
