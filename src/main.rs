@@ -46,6 +46,19 @@ enum Command {
     /// Signing keys: list, rotate on demand, revoke in an emergency (docs/keys.md).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Make the database match a declaration file (TOML): clients with stable ids, scope
+    /// descriptions, roles and users' roles (docs/apply.md). Prints each change; applying the
+    /// same file again changes nothing.
+    Apply {
+        /// The declaration file.
+        file: PathBuf,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete the clients, scope descriptions and roles the file does not declare.
+        #[arg(long)]
+        prune: bool,
+    },
     /// Recent security events (newest first) as a JSON array.
     Audit {
         /// Only this user's events (sub or email).
@@ -439,6 +452,46 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
     result
 }
 
+async fn run_apply(settings: &Settings, file: &std::path::Path, dry_run: bool, prune: bool) -> anyhow::Result<()> {
+    use latchkey::admin::apply::{self, Change};
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let declared = apply::parse(&text)?;
+    let base = file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let store = open_store(settings).await?;
+    let now = unix_now();
+    let env = |name: &str| std::env::var(name).ok();
+    let result = async {
+        let plan = apply::plan(&store, declared, &base, &env, prune, now).await?;
+        let mut out = std::io::stdout().lock();
+        if plan.changes.is_empty() {
+            writeln!(out, "no changes")?;
+            return Ok(());
+        }
+        for change in &plan.changes {
+            writeln!(out, "{}{change}", if dry_run { "would: " } else { "" })?;
+        }
+        drop(out);
+        if dry_run {
+            return Ok(());
+        }
+        apply::apply(&store, &plan, now).await?;
+        for change in &plan.changes {
+            let (kind, client) = match change {
+                Change::CreateClient { id } => (kind::CLIENT_CREATED, id),
+                Change::UpdateClient { id, .. } => (kind::CLIENT_UPDATED, id),
+                Change::DeleteClient { id } => (kind::CLIENT_DELETED, id),
+                _ => continue,
+            };
+            let event = AuditEvent::new(kind, now, &Origin::default()).client(client);
+            audit::record(&store, event.detail(json!({ "by": "apply", "change": change.to_string() }))).await;
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 /// A client's JWKS file (`--jwks-file`), read whole but never more than the size Latchkey keeps.
 fn read_jwks_file(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
@@ -690,6 +743,7 @@ fn main() -> ExitCode {
             }
             Command::Client(command) => run_client(&settings, command).await,
             Command::User(command) => run_user(&settings, command).await,
+            Command::Apply { file, dry_run, prune } => run_apply(&settings, &file, dry_run, prune).await,
             Command::Keys(command) => run_keys(&settings, command).await,
             Command::Audit { user, event, limit } => run_audit(&settings, user, event, limit).await,
         }

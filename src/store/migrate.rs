@@ -18,6 +18,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (9, "self-service accounts", include_str!("../../migrations/postgres/0009_self_service_accounts.sql")),
     (10, "back-channel logout", include_str!("../../migrations/postgres/0010_backchannel_logout.sql")),
     (11, "private_key_jwt", include_str!("../../migrations/postgres/0011_private_key_jwt.sql")),
+    (12, "catalog", include_str!("../../migrations/postgres/0012_catalog.sql")),
 ];
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -31,6 +32,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (9, "self-service accounts", include_str!("../../migrations/sqlite/0009_self_service_accounts.sql")),
     (10, "back-channel logout", include_str!("../../migrations/sqlite/0010_backchannel_logout.sql")),
     (11, "private_key_jwt", include_str!("../../migrations/sqlite/0011_private_key_jwt.sql")),
+    (12, "catalog", include_str!("../../migrations/sqlite/0012_catalog.sql")),
 ];
 
 impl Store {

@@ -7,6 +7,7 @@
 mod accounts;
 mod assertions;
 mod audit;
+mod catalog;
 mod client_cache;
 mod clients;
 mod connect;
@@ -294,6 +295,27 @@ pub trait AccountStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<Option<EmailToken>>> + Send;
     /// An admin says the address is verified; false when no such user exists.
     fn set_email_verified(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// What `latchkey apply` declares beside clients and users: scope descriptions for the consent
+/// page, and the installation's roles.
+pub trait CatalogStore: Send + Sync {
+    /// Every declared scope description, by scope (for `apply`; not on a request path).
+    fn scope_descriptions(&self) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+    /// One scope's declared description (the consent page: a key lookup per scope shown).
+    fn scope_description(&self, scope: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    fn set_scope_description(
+        &self,
+        scope: &str,
+        description: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn delete_scope_description(&self, scope: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every declared role with its description.
+    fn roles(&self) -> impl Future<Output = StoreResult<Vec<(String, Option<String>)>>> + Send;
+    fn set_role(&self, name: &str, description: Option<&str>, now: i64)
+        -> impl Future<Output = StoreResult<()>> + Send;
+    fn delete_role(&self, name: &str) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 /// Used client assertions (private_key_jwt), shared by replicas.

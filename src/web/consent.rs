@@ -20,6 +20,7 @@ use crate::oauth::client_auth::ClientLookup;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::oidc::claims::{describe, KNOWN_SCOPES};
 use crate::state::{unix_now, AppState};
+use crate::store::CatalogStore;
 use crate::store::{GrantStore, UserStore};
 
 #[derive(Deserialize)]
@@ -73,12 +74,16 @@ pub async fn show(State(state): State<AppState>, session: Session, Query(q): Que
             Ok(None) => return Ok(expired(&state)),
             Err(e) => return Err(unavailable(&state, &e)),
         };
-        let mut scopes: Vec<ScopeLine> = pending
-            .request
-            .scopes()
-            .iter()
-            .map(|s| ScopeLine { name: s.to_string(), description: describe(s), required: s == "openid" })
-            .collect();
+        // Words an operator declared (`latchkey apply`, [[scope]]) win over the built-in ones.
+        let mut scopes: Vec<ScopeLine> = Vec::new();
+        for s in pending.request.scopes().iter() {
+            let declared = state.store().scope_description(s).await.map_err(|e| unavailable(&state, &e))?;
+            scopes.push(ScopeLine {
+                name: s.to_string(),
+                description: declared.unwrap_or_else(|| describe(s)),
+                required: s == "openid",
+            });
+        }
         // "Sign you in" first, then the standard scopes in a fixed order, then the app's own.
         let rank = |name: &str| KNOWN_SCOPES.iter().position(|(s, _)| *s == name).unwrap_or(KNOWN_SCOPES.len());
         scopes.sort_by_key(|line| rank(&line.name));

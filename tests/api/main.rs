@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod apply;
 mod audit;
 mod authorize_errors;
 mod authorize_hint;

@@ -565,6 +565,13 @@ fn seed_statements(series: &str, blob: &str) -> Vec<String> {
              SELECT 'seed-jti-' || i, 'seed-client-' || (i % 200), 0, 9999999999 FROM s"
         ),
         format!(
+            "{series} INSERT INTO scope_descriptions (scope, description, updated_at) \
+             SELECT 'seed:scope' || i, 'Seeded scope', 0 FROM s"
+        ),
+        format!(
+            "{series} INSERT INTO roles (name, description, updated_at) SELECT 'seed-role-' || i, NULL, 0 FROM s"
+        ),
+        format!(
             "{series} INSERT INTO client_assertions (client_id, jti, expires_at) \
              SELECT 'seed-client-' || (i % 200), 'seed-jti-' || i, i FROM s"
         ),
