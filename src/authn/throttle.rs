@@ -107,6 +107,15 @@ mod tests {
         assert_eq!(p.judge(c(1, None), 100), Attempt::Allowed { failures: 1, locks_on_failure: false });
         assert_eq!(p.judge(c(5, Some(1000)), 100), Attempt::Allowed { failures: 5, locks_on_failure: true });
         assert_eq!(p.judge(c(6, Some(1000)), 100), Attempt::Locked { retry_after_secs: 900 });
+        // A counter past the threshold without a recorded lock (the store always records one;
+        // found by mutation testing) is locked for the whole lock period from now.
+        assert_eq!(p.judge(c(6, None), 100), Attempt::Locked { retry_after_secs: 900 });
+    }
+
+    #[test]
+    fn code_counters_are_per_user() {
+        assert_eq!(code_key("sub-a"), "otp:sub-a");
+        assert_ne!(code_key("sub-a"), code_key("sub-b"));
     }
 
     #[test]

@@ -782,3 +782,50 @@ async fn mfa_reset_from_the_cli() {
         String::from_utf8_lossy(&unknown.stderr)
     );
 }
+
+/// A seed whose enrolment was never confirmed is not a second factor: a code from it neither
+/// counts at `/account/totp/remove` nor anywhere else (found by mutation testing: the "enabled"
+/// check in `check_second_factor` had no test).
+#[tokio::test]
+async fn an_unconfirmed_enrolment_is_not_a_second_factor() {
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let b = password_only_browser(&app, &user.email).await;
+    settle_in_step(15).await;
+    // The setup page stores an unconfirmed seed and shows it.
+    let setup = page(&app, &b, "/account/totp").await;
+    let seed = latchkey::authn::totp::decode_base32(text_between(&setup, "id=\"totp-secret\">", "</code>")).unwrap();
+    assert!(!totp_enabled(&app, &user.sub).await);
+    let code = latchkey::authn::totp::code_at(&seed, latchkey::state::unix_now()).unwrap();
+    let csrf = hidden_field(&page(&app, &b, "/account").await, "csrf");
+    let response =
+        b.post(app.url("/account/totp/remove")).form(&[("csrf", csrf), ("code", code)]).send().await.unwrap();
+    assert_eq!(location(&response), "/account");
+    let account = page(&app, &b, "/account").await;
+    assert!(account.contains("That code is not right"), "{account}");
+    let factor = app.state.store().totp_factor(&user.sub).await.unwrap();
+    assert!(factor.is_some_and(|f| !f.is_enabled()), "the unconfirmed enrolment is still there, still off");
+}
+
+/// One user's code lock never locks another (found by mutation testing: a shared counter key
+/// passed every test).
+#[tokio::test]
+async fn a_code_lock_is_one_users_alone() {
+    let app = spawn_app_with(|s| s.lockout_threshold = 2).await;
+    let client = app_client(&app, true, false).await;
+    let (ann, bob) = (app.user("ann@example.com").await, app.user("bob@example.com").await);
+    enrolled_long_ago(&app, &ann.sub).await;
+    let bob_seed = enrolled_long_ago(&app, &bob.sub).await;
+    let url = authorize_url(&app, &client, "openid", &pkce().challenge, &[]);
+    for _ in 0..2 {
+        let (_, _, response) = sign_in_with_code(&app, &url, &ann.email, "000000").await;
+        assert_code_refused(response, "ann's wrong code").await;
+    }
+    let key = format!("otp:{}", ann.sub);
+    let locked_until =
+        query_i64(&app.db, "SELECT locked_until FROM throttles WHERE key = $1", &[SqlValue::Text(&key)]).await;
+    assert!(locked_until.is_some(), "ann's codes are locked");
+    let code = latchkey::authn::totp::code_at(&bob_seed, unix_now()).unwrap();
+    let (_, rid, response) = sign_in_with_code(&app, &url, &bob.email, &code).await;
+    assert_code_accepted(&response, &continue_path(&rid), "bob is not locked by ann's failures");
+}
