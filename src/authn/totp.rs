@@ -110,6 +110,16 @@ mod tests {
     // RFC 6238 Appendix B, SHA-1 seed "12345678901234567890", truncated to 6 digits.
     const SEED: &[u8] = b"12345678901234567890";
 
+    /// Only six digits (spaces ignored) are a code; anything else is refused before any HMAC is
+    /// computed (pinned after mutation testing: the comparison alone also refuses them).
+    #[test]
+    fn codes_are_six_digits() {
+        assert_eq!(normalize(" 123 456 ").as_deref(), Some("123456"));
+        for bad in ["12345", "1234567", "12345a", "abcdef", "", "١٢٣٤٥٦"] {
+            assert_eq!(normalize(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn rfc_6238_vectors() {
         assert_eq!(code_at(SEED, 59).unwrap(), "287082");
