@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::clients::AdminError;
-use crate::accounts::invitation::{self, Invitee};
+use crate::accounts::invitation;
 use crate::accounts::{AccountError, AccountSettings, Letters};
 use crate::authn::PasswordHasher;
 use crate::domain::{normalize_email, validate_name, validate_role, CreatedVia, User};
@@ -83,12 +83,8 @@ pub async fn create<S: UserStore>(
     Ok(user)
 }
 
-/// Whom `latchkey user invite` names.
-pub struct NewInvitation {
-    pub email: String,
-    pub name: Option<String>,
-    pub roles: Vec<String>,
-}
+/// Whom `latchkey user invite` names (checked and normalised by [`invite`]).
+pub use crate::accounts::invitation::Invitee as NewInvitation;
 
 /// Invites a person (issue 12 item 6): creates the account with a link to set its password,
 /// written to the outbox for the server to send. Inviting an address again before it accepted
@@ -102,10 +98,11 @@ pub async fn invite<S: UserStore + AccountStore>(
     now: i64,
 ) -> Result<User, AdminError> {
     let (email, name, roles) = identity(&new.email, new.name.as_deref(), &new.roles)?;
-    invitation::invite(store, hasher, letters, settings, Invitee { email, name, roles }, now).await.map_err(|e| match e
-    {
-        AccountError::Invalid(why) => AdminError::Invalid(why),
-        other => AdminError::Unavailable(other.to_string()),
+    invitation::invite(store, hasher, letters, settings, NewInvitation { email, name, roles }, now).await.map_err(|e| {
+        match e {
+            AccountError::Invalid(why) => AdminError::Invalid(why),
+            other => AdminError::Unavailable(other.to_string()),
+        }
     })
 }
 

@@ -128,6 +128,25 @@ pub async fn show(State(state): State<AppState>, session: Session) -> Response {
     )
 }
 
+/// An account form that re-authenticates (password change, email change): the CSRF token, the
+/// signed-in user (still there), and the address not throttled for failed checks. `Ok(Err(_))`
+/// is the answer to give instead.
+pub(super) async fn reauth_form(
+    state: &AppState,
+    session: &Session,
+    requester: &Requester,
+    csrf: Option<&str>,
+) -> WebResult<Result<(SignedIn, User), Response>> {
+    let signed = checked_post(state, session, csrf).await?;
+    if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
+        return Ok(Err(back_with_error(state, session, too_many_from_address(wait.as_secs())).await?));
+    }
+    match state.store().find_user(&signed.sub).await.map_err(|e| unavailable(state, e))? {
+        Some(user) => Ok(Ok((signed, user))),
+        None => Ok(Err(see_other(paths::LOGIN))),
+    }
+}
+
 /// Re-authentication on an account form: the current password, through the same failure
 /// counter and audit trail as the sign-in page. `Some(answer)` when it was wrong.
 pub(super) async fn confirm_password(
@@ -211,14 +230,11 @@ pub async fn change_password(
 ) -> Response {
     respond(
         async {
-            let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
-            if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
-                return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
-            }
-            let store = state.store();
-            let Some(user) = store.find_user(&signed.sub).await.map_err(|e| unavailable(&state, e))? else {
-                return Ok(see_other(paths::LOGIN));
+            let (signed, user) = match reauth_form(&state, &session, &requester, form.csrf.as_deref()).await? {
+                Ok(found) => found,
+                Err(answer) => return Ok(answer),
             };
+            let store = state.store();
             let now = unix_now();
             let current = form.current.unwrap_or_default();
             let new = form.new.unwrap_or_default();

@@ -10,7 +10,9 @@ use axum::Form;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::account::{back_with_error, back_with_ok, checked_post, confirm_password, confirm_second_factor};
+use super::account::{
+    back_with_error, back_with_ok, checked_post, confirm_password, confirm_second_factor, reauth_form,
+};
 use super::login::too_many_from_address;
 use super::pages::{error_page, respond, see_other};
 use super::register::{
@@ -41,15 +43,11 @@ pub async fn request(
 ) -> Response {
     respond(
         async {
-            let signed = checked_post(&state, &session, form.csrf.as_deref()).await?;
-            if let Some(wait) = requester.ip.and_then(|ip| state.sign_in_failures().retry_after(&ip)) {
-                return back_with_error(&state, &session, too_many_from_address(wait.as_secs())).await;
-            }
-            let store = state.store();
-            let Some(user) = store.find_user(&signed.sub).await.map_err(|e| account_unavailable(&state, &e.into()))?
-            else {
-                return Ok(see_other(paths::LOGIN));
+            let (_, user) = match reauth_form(&state, &session, &requester, form.csrf.as_deref()).await? {
+                Ok(found) => found,
+                Err(answer) => return Ok(answer),
             };
+            let store = state.store();
             let now = unix_now();
             let password = form.password.unwrap_or_default();
             if let Some(refused) =
