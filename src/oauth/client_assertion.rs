@@ -94,11 +94,12 @@ pub fn verify(
         return Err(AssertionError::NoKey);
     }
     let mut validation = Validation::new(header.alg);
-    validation.leeway = LEEWAY_SECS;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     validation.set_issuer(&[client_id]);
     validation.set_audience(audiences);
-    validation.validate_nbf = true;
+    // Times are checked against `now` below (design rule 7), not the library's own clock.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
     let mut last = AssertionError::NoKey;
     for jwk in candidates {
         let key = DecodingKey::from_jwk(jwk).map_err(|e| AssertionError::Malformed(e.to_string()))?;
@@ -115,17 +116,132 @@ fn check_claims(claims: &Map<String, Value>, client_id: &str, now: i64) -> Resul
     if claims.get("sub").and_then(Value::as_str) != Some(client_id) {
         return refused("sub is not the client_id (RFC 7523 §3 item 2)");
     }
+    let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
     let Some(exp) = claims.get("exp").and_then(Value::as_i64) else { return refused("exp is not a number") };
+    // RFC 7523 §3 item 4: expired (beyond the skew leeway) is refused…
+    if exp + leeway <= now {
+        return refused("the assertion has expired");
+    }
+    // …and so is one that lives long: an assertion is meant for one request, now.
     if exp > now + MAX_LIFETIME_SECS {
         return refused("exp is too far ahead: assertions must be short-lived");
     }
-    let leeway = LEEWAY_SECS as i64;
-    if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + leeway) {
-        return refused("iat is in the future");
+    // Item 5 (nbf) and iat: not in the future beyond the leeway.
+    for claim in ["nbf", "iat"] {
+        if claims.get(claim).and_then(Value::as_i64).is_some_and(|t| t > now + leeway) {
+            return refused("nbf or iat is in the future");
+        }
     }
     let jti = match claims.get("jti").and_then(Value::as_str) {
         Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI => jti.to_string(),
         _ => return refused("jti is missing (RFC 7523 §3 item 7)"),
     };
     Ok(VerifiedAssertion { jti, exp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use p256::pkcs8::EncodePrivateKey;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+    const CLIENT: &str = "svc";
+    const AUD: &str = "https://id.example/token";
+
+    struct Key {
+        encoding: EncodingKey,
+        jwks: JwkSet,
+    }
+
+    fn key(kid: &str) -> Key {
+        let secret = p256::SecretKey::random(&mut rand::thread_rng());
+        let der = secret.to_pkcs8_der().unwrap();
+        let mut jwk: Value = serde_json::from_str(&secret.public_key().to_jwk_string()).unwrap();
+        jwk["kid"] = json!(kid);
+        Key {
+            encoding: EncodingKey::from_ec_der(der.as_bytes()),
+            jwks: serde_json::from_value(json!({ "keys": [jwk] })).unwrap(),
+        }
+    }
+
+    fn claims() -> Value {
+        json!({ "iss": CLIENT, "sub": CLIENT, "aud": AUD, "exp": NOW + 60, "iat": NOW, "jti": "j-1" })
+    }
+
+    fn sign(key: &Key, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = kid.map(str::to_string);
+        encode(&header, claims, &key.encoding).unwrap()
+    }
+
+    fn check(assertion: &str, keys: &JwkSet) -> Result<VerifiedAssertion, AssertionError> {
+        verify(assertion, CLIENT, keys, &[AUD.to_string()], NOW)
+    }
+
+    #[test]
+    fn a_good_assertion_verifies_with_or_without_kid() {
+        let k = key("k1");
+        let expected = VerifiedAssertion { jti: "j-1".into(), exp: NOW + 60 };
+        assert_eq!(check(&sign(&k, Some("k1"), &claims()), &k.jwks), Ok(expected));
+        assert!(check(&sign(&k, None, &claims()), &k.jwks).is_ok());
+        assert_eq!(claimed_client_id(&sign(&k, None, &claims())).as_deref(), Some(CLIENT));
+    }
+
+    #[test]
+    fn every_claim_rule_is_enforced() {
+        let k = key("k1");
+        let refused = |change: &dyn Fn(&mut Value)| {
+            let mut c = claims();
+            change(&mut c);
+            check(&sign(&k, Some("k1"), &c), &k.jwks)
+        };
+        assert!(matches!(refused(&|c| c["sub"] = json!("other")), Err(AssertionError::Refused(_))));
+        assert!(matches!(refused(&|c| c["iss"] = json!("other")), Err(AssertionError::Refused(_))));
+        assert!(matches!(refused(&|c| c["aud"] = json!("https://elsewhere")), Err(AssertionError::Refused(_))));
+        assert!(matches!(refused(&|c| c["exp"] = json!(NOW + MAX_LIFETIME_SECS + 1)), Err(AssertionError::Refused(_))));
+        assert!(refused(&|c| c["exp"] = json!(NOW + MAX_LIFETIME_SECS)).is_ok(), "exactly the longest lifetime");
+        assert!(matches!(refused(&|c| c["exp"] = json!(NOW - 120)), Err(AssertionError::Refused(_))));
+        let leeway = LEEWAY_SECS as i64;
+        assert!(matches!(refused(&|c| c["exp"] = json!(NOW - leeway)), Err(AssertionError::Refused(_))));
+        assert!(refused(&|c| c["exp"] = json!(NOW - leeway + 1)).is_ok(), "within the leeway");
+        assert!(refused(&|c| c["iat"] = json!(NOW + leeway)).is_ok(), "iat within the leeway");
+        assert!(matches!(refused(&|c| c["iat"] = json!(NOW + 120)), Err(AssertionError::Refused(_))));
+        assert!(matches!(refused(&|c| c["nbf"] = json!(NOW + 120)), Err(AssertionError::Refused(_))));
+        assert!(matches!(refused(&|c| c["jti"] = json!("")), Err(AssertionError::Refused(_))));
+        assert!(matches!(refused(&|c| c["jti"] = json!("x".repeat(257))), Err(AssertionError::Refused(_))));
+        assert!(refused(&|c| c["jti"] = json!("x".repeat(256))).is_ok(), "the longest jti");
+        assert!(matches!(
+            refused(&|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+            Err(AssertionError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn keys_and_headers_are_the_registered_ones() {
+        let (k1, k2) = (key("k1"), key("k2"));
+        // Another key with the registered kid: the signature fails.
+        assert!(matches!(check(&sign(&k2, Some("k1"), &claims()), &k1.jwks), Err(AssertionError::Refused(_))));
+        // A kid nobody registered: no key (the caller may refetch a jwks_uri).
+        assert_eq!(check(&sign(&k1, Some("nope"), &claims()), &k1.jwks), Err(AssertionError::NoKey));
+        // An embedded key or key URL is refused even when the signature is good.
+        let mut header = Header::new(Algorithm::ES256);
+        header.jku = Some("https://evil.example/jwks".into());
+        let with_jku = encode(&header, &claims(), &k1.encoding).unwrap();
+        assert!(matches!(check(&with_jku, &k1.jwks), Err(AssertionError::Refused(_))));
+        // HS256 keyed with the public JWK's text: refused before any key is tried.
+        let secret = serde_json::to_vec(&k1.jwks).unwrap();
+        let hs = encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(&secret)).unwrap();
+        assert!(matches!(check(&hs, &k1.jwks), Err(AssertionError::Refused(_))));
+        // An `oct` key in the set is never a candidate, whatever the header says.
+        let oct: JwkSet =
+            serde_json::from_value(json!({ "keys": [{ "kty": "oct", "k": "c2VjcmV0", "kid": "k1" }] })).unwrap();
+        assert_eq!(check(&sign(&k1, Some("k1"), &claims()), &oct), Err(AssertionError::NoKey));
+        // Not three parts, or too long.
+        assert!(matches!(check("a.b", &k1.jwks), Err(AssertionError::Malformed(_))));
+        assert!(matches!(check(&"a.".repeat(MAX_ASSERTION_BYTES), &k1.jwks), Err(AssertionError::Malformed(_))));
+    }
 }
