@@ -211,3 +211,26 @@ async fn prompt_none_never_shows_a_page() {
     assert!(q.contains_key("code"), "{q:?}");
     assert_eq!(q.get("iss"), Some(&app.address));
 }
+
+/// `state` is echoed back, so its length is bounded: 2,048 characters are taken and returned,
+/// 2,049 are refused (found by mutation testing: the bound's edge had no test).
+#[tokio::test]
+async fn state_is_bounded_at_exactly_2048_characters() {
+    let app = spawn_app().await;
+    let client = app.web_app(true).await;
+    let b = browser();
+    let longest = "s".repeat(2048);
+    let url = authorize_url(&app, &client, "openid", &pkce().challenge, &[("state", &longest)]);
+    let response = b.get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert!(location(&response).starts_with("/login?rid="), "accepted: on to sign-in");
+    let too_long = "s".repeat(2049);
+    let url = authorize_url(&app, &client, "openid", &pkce().challenge, &[("state", &too_long)]);
+    let response = b.get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let target = location(&response);
+    assert!(target.starts_with(&client.redirect_uri), "{target}");
+    let q = query_of(&target);
+    assert_eq!(q.get("error").map(String::as_str), Some("invalid_request"));
+    assert!(!q.contains_key("state"), "an over-long state is not echoed");
+}
