@@ -2,6 +2,7 @@
 //! sender delivers with retries, so an SMTP outage loses nothing, and a message goes out once
 //! even with several replicas sending.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -226,4 +227,46 @@ async fn email_templates_can_be_replaced_and_a_broken_one_fails_at_start() {
         Err(e) => format!("{e:#}"),
     };
     assert!(error.contains("email_invitation.txt must start with a `Subject: …` line"), "{error}");
+}
+
+/// Page timing never depends on the mail server: with an SMTP server that accepts connections
+/// and then says nothing (a black hole), the reset page has answered while the sender is still
+/// stuck in that conversation, holding the message's lease.
+#[tokio::test]
+async fn the_page_answers_while_the_mail_server_hangs() {
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = black_hole.local_addr().unwrap().port();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for stream in black_hole.incoming().flatten() {
+                held.lock().unwrap().push(stream); // keep it open, never greet
+            }
+        });
+    }
+    let app = spawn_app_with(|s| s.smtp_url = Secret::new(format!("smtp://127.0.0.1:{port}"))).await;
+    let user = app.user("patient@example.com").await;
+    let response =
+        submit_form(&app, &browser(), "/forgot-password", "/forgot-password", &[("email", &user.email)]).await;
+    assert_eq!(response.status().as_u16(), 303);
+    // The sender has claimed the message and is waiting on the silent server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the sender connects to the SMTP server");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let claimed =
+        query_i64(&app.db, "SELECT claimed_until FROM outbox WHERE recipient = $1", &[SqlValue::Text(&user.email)])
+            .await;
+    assert!(claimed.is_some(), "the message is leased to the stuck sender");
+    let done = query_i64(
+        &app.db,
+        "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL OR failed_at IS NOT NULL OR last_error IS NOT NULL",
+        &[],
+    )
+    .await;
+    assert_eq!(done, Some(0), "the conversation has not ended, yet the page answered");
+    // Another page answers too, meanwhile.
+    assert_eq!(app.http.get(app.url("/login")).send().await.unwrap().status().as_u16(), 200);
 }
