@@ -234,3 +234,43 @@ async fn state_is_bounded_at_exactly_2048_characters() {
     assert_eq!(q.get("error").map(String::as_str), Some("invalid_request"));
     assert!(!q.contains_key("state"), "an over-long state is not echoed");
 }
+
+/// The other bounded parameters, at their edges (mutation testing: none had a test there):
+/// `nonce` 512 characters taken, 513 refused; `acr_values` 2,048 taken, 2,049 refused (never
+/// silently dropped: an app asking for MFA must not get less); `login_hint` 254 kept for the
+/// sign-in page, 255 dropped.
+#[tokio::test]
+async fn nonce_acr_values_and_login_hint_are_bounded_at_their_edges() {
+    let app = spawn_app().await;
+    let client = app.web_app(true).await;
+    let b = browser();
+    let answer = |extra: Vec<(&'static str, String)>| {
+        let (app, client, b) = (&app, &client, &b);
+        async move {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let url = authorize_url(app, client, "openid", &pkce().challenge, &extra);
+            let response = b.get(&url).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 303);
+            location(&response)
+        }
+    };
+    assert!(answer(vec![("nonce", "n".repeat(512))]).await.starts_with("/login?rid="));
+    let target = answer(vec![("nonce", "n".repeat(513))]).await;
+    assert_eq!(query_of(&target).get("error").map(String::as_str), Some("invalid_request"), "{target}");
+    let mfa = "https://refeds.org/profile/mfa";
+    let longest = format!("{mfa}{}", " x".repeat((2048 - mfa.len()) / 2));
+    assert_eq!(longest.len(), 2048);
+    assert!(answer(vec![("acr_values", longest.clone())]).await.starts_with("/login?rid="));
+    let target = answer(vec![("acr_values", format!("{longest}x"))]).await;
+    assert_eq!(query_of(&target).get("error").map(String::as_str), Some("invalid_request"), "{target}");
+    // login_hint: shown on the sign-in page when at most 254 characters.
+    let hint = format!("{}@example.com", "a".repeat(254 - 12));
+    assert_eq!(hint.len(), 254);
+    let login = answer(vec![("login_hint", hint.clone())]).await;
+    let page = b.get(app.url(&login)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("value=\"{hint}\"")), "the hint fills the field");
+    let too_long = format!("a{hint}");
+    let login = answer(vec![("login_hint", too_long.clone())]).await;
+    let page = b.get(app.url(&login)).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains(&too_long), "a longer hint is dropped");
+}

@@ -77,6 +77,14 @@ async fn a_hint_that_does_not_verify_is_invalid_request() {
     let claims =
         |iss: &str| json!({"iss": iss, "sub": s.alice.sub, "aud": s.client.id, "iat": now - 60, "exp": now + 600});
     let foreign_issuer = keys.sign(SigningAlg::Rs256, "JWT", &claims("https://evil.example.com")).unwrap();
+    // Signed by this issuer, but naming nobody (mutation testing: the empty-sub guard had no test).
+    let no_subject = keys
+        .sign(
+            SigningAlg::Rs256,
+            "JWT",
+            &json!({"iss": s.app.address, "sub": "", "aud": s.client.id, "iat": now - 60, "exp": now + 600}),
+        )
+        .unwrap();
     let access_token_as_hint = keys.sign(SigningAlg::Es256, "at+jwt", &claims(&s.app.address)).unwrap();
     let mut tampered = s.alice_id_token.clone();
     tampered.pop();
@@ -93,6 +101,7 @@ async fn a_hint_that_does_not_verify_is_invalid_request() {
         ("garbage", "not-a-jwt"),
         ("three garbage parts", "a.b.c"),
         ("foreign issuer", foreign_issuer.as_str()),
+        ("an empty subject", no_subject.as_str()),
         ("an access token", access_token_as_hint.as_str()),
         ("a tampered signature", tampered.as_str()),
         ("Bob's claims under Alice's signature", swapped_payload.as_str()),
