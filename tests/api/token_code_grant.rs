@@ -365,3 +365,23 @@ async fn housekeeping_deletes_only_what_has_expired() {
     let (status, body) = app.refresh(&client, fresh["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 }
+
+/// A code lives `authorization_code_ttl` and its grant `refresh_token_absolute_ttl`, counted from
+/// issue, exactly (mutation testing: `now + ttl` → `now * ttl` survived every flow test).
+#[tokio::test]
+async fn codes_and_grants_expire_when_the_settings_say() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.authorization_code_ttl = latchkey::config::HumanDuration::secs(45);
+        s.refresh_token_absolute_ttl = latchkey::config::HumanDuration::secs(30 * 86_400);
+    })
+    .await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
+    let pair = crate::helpers::pkce();
+    app.code_for(&crate::helpers::browser(), &client, &user.email, "openid", &pair).await;
+    let code_life =
+        crate::helpers::query_i64(&app.db, "SELECT expires_at - created_at FROM authorization_codes", &[]).await;
+    assert_eq!(code_life, Some(45));
+    let grant_life = crate::helpers::query_i64(&app.db, "SELECT expires_at - created_at FROM grants", &[]).await;
+    assert_eq!(grant_life, Some(30 * 86_400));
+}
