@@ -183,4 +183,18 @@ mod tests {
             matches!(&changes[..], [KeyChange::Publish(k)] if k.activates_at == 30 * DAY + 1 && k.status == KeyStatus::Next)
         );
     }
+
+    /// Each algorithm's keys are judged on their own (mutation testing: with both algorithms
+    /// rotating in step, mixing them up went unnoticed).
+    #[test]
+    fn each_algorithm_rotates_on_its_own_schedule() {
+        let records = vec![
+            key("rs-0", SigningAlg::Rs256, KeyStatus::Active, 0),
+            key("es-0", SigningAlg::Es256, KeyStatus::Active, 10 * DAY),
+        ];
+        assert_eq!(due_for_rotation(&records, 29 * DAY, &POLICY), vec![SigningAlg::Rs256]);
+        assert_eq!(due_for_rotation(&records, 39 * DAY, &POLICY), vec![SigningAlg::Rs256, SigningAlg::Es256]);
+        let with_next = [records.clone(), vec![key("rs-1", SigningAlg::Rs256, KeyStatus::Next, 30 * DAY)]].concat();
+        assert_eq!(due_for_rotation(&with_next, 39 * DAY, &POLICY), vec![SigningAlg::Es256], "RS256 has its next key");
+    }
 }
