@@ -197,4 +197,28 @@ mod tests {
         let with_next = [records.clone(), vec![key("rs-1", SigningAlg::Rs256, KeyStatus::Next, 30 * DAY)]].concat();
         assert_eq!(due_for_rotation(&with_next, 39 * DAY, &POLICY), vec![SigningAlg::Es256], "RS256 has its next key");
     }
+
+    /// A `next` key activates for its own algorithm only, and the key it retires leaves the JWKS
+    /// exactly `retention` (+1 s for whole seconds) later (mutation testing: both survived).
+    #[test]
+    fn activation_is_per_algorithm_and_retirement_lasts_retention() {
+        let records = vec![
+            key("rs-0", SigningAlg::Rs256, KeyStatus::Active, 0),
+            key("rs-1", SigningAlg::Rs256, KeyStatus::Next, 30 * DAY),
+            key("es-0", SigningAlg::Es256, KeyStatus::Active, 0),
+            key("es-1", SigningAlg::Es256, KeyStatus::Next, 31 * DAY),
+        ];
+        let mut fresh = |_| None;
+        let now = 30 * DAY;
+        let changes = plan(&records, now, &POLICY, &mut fresh);
+        assert_eq!(
+            changes,
+            vec![KeyChange::Activate {
+                kid: "rs-1".into(),
+                retire: Some("rs-0".into()),
+                retired_at: now,
+                removes_at: now + DAY + 1,
+            }]
+        );
+    }
 }

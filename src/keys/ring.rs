@@ -162,3 +162,36 @@ pub async fn ensure_initial_keys<S: KeyStore>(
     }
     Ok(ring)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{generate_key, seal};
+
+    fn active(kid_suffix: i64, master: &MasterKey) -> KeyRecord {
+        let generated = generate_key(SigningAlg::Es256).unwrap();
+        KeyRecord {
+            kid: generated.kid.clone(),
+            alg: SigningAlg::Es256,
+            status: KeyStatus::Active,
+            sealed_private_key: seal::seal(master, &generated.private_der, generated.kid.as_bytes()).unwrap(),
+            public_jwk: generated.public_jwk,
+            created_at: kid_suffix,
+            activates_at: kid_suffix,
+            retired_at: None,
+            removes_at: None,
+        }
+    }
+
+    /// Should two keys of one algorithm ever both be active, the newer one signs, in any order
+    /// (mutation testing: the comparison had no test).
+    #[test]
+    fn the_newest_active_key_signs() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let (older, newer) = (active(100, &master), active(200, &master));
+        for records in [vec![older.clone(), newer.clone()], vec![newer.clone(), older.clone()]] {
+            let ring = KeyRing::from_records(&records, &master).unwrap();
+            assert_eq!(ring.signing_kid(SigningAlg::Es256), Some(newer.kid.as_str()));
+        }
+    }
+}
