@@ -194,4 +194,18 @@ mod tests {
             assert_eq!(ring.signing_kid(SigningAlg::Es256), Some(newer.kid.as_str()));
         }
     }
+
+    /// The reload swaps the ring only when the keys changed (mutation testing: "always
+    /// rebuild" passed every test, at the cost of a rebuild and a log line every interval).
+    #[test]
+    fn a_ring_knows_the_records_it_was_built_from() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let records = vec![active(100, &master)];
+        let ring = KeyRing::from_records(&records, &master).unwrap();
+        assert!(ring.is_built_from(&records));
+        let mut retired = records.clone();
+        retired[0].status = KeyStatus::Retired;
+        assert!(!ring.is_built_from(&retired));
+        assert!(!ring.is_built_from(&[records[0].clone(), active(200, &master)]));
+    }
 }

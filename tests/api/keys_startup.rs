@@ -81,3 +81,31 @@ async fn refresh_rotation_state_survives_a_restart() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "the family was revoked: {body}");
     drop(keep);
 }
+
+/// At start, each algorithm without an active key gets one, whatever the other has (mutation
+/// testing: with both algorithms always present, mixing them up in the check went unnoticed).
+#[tokio::test]
+async fn a_start_makes_the_missing_algorithms_key_and_keeps_the_other() {
+    let db = fresh_database().await;
+    let settings = test_settings(&db.url);
+    let keep = db.alias();
+    let first = spawn_app_on(db.alias(), settings.clone(), |_| {}).await;
+    let (_, _, before) = first.get_json("/.well-known/jwks.json").await;
+    first.stop().await;
+    crate::helpers::exec_sql(&keep, "DELETE FROM signing_keys WHERE alg = 'ES256'", &[]).await;
+
+    let second = spawn_app_on(keep.alias(), settings, |_| {}).await;
+    let (_, _, after) = second.get_json("/.well-known/jwks.json").await;
+    let kids = |jwks: &serde_json::Value, alg: &str| -> Vec<String> {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["alg"] == alg)
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kids(&after, "RS256"), kids(&before, "RS256"), "the RS256 key is kept");
+    assert_eq!(kids(&after, "ES256").len(), 1, "a new ES256 key");
+    assert_ne!(kids(&after, "ES256"), kids(&before, "ES256"));
+}
