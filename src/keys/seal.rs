@@ -84,6 +84,20 @@ pub fn open_successor(
 mod tests {
     use super::*;
 
+    /// Short and truncated input is refused, never a panic (mutation testing: the length check
+    /// with `*` for `+` would slice past the end of a 24-byte input).
+    #[test]
+    fn short_input_is_refused_not_a_panic() {
+        let key = MasterKey::from_bytes([1; 32]);
+        for len in 0..=(1 + NONCE_LEN + 16) {
+            let mut input = vec![0u8; len];
+            if let Some(first) = input.first_mut() {
+                *first = VERSION;
+            }
+            assert!(open(&key, &input, b"aad").is_err(), "{len} bytes");
+        }
+    }
+
     #[test]
     fn round_trip_and_tamper() {
         let key = MasterKey::from_bytes([1; 32]);
