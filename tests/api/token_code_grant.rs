@@ -385,3 +385,29 @@ async fn codes_and_grants_expire_when_the_settings_say() {
     let grant_life = crate::helpers::query_i64(&app.db, "SELECT expires_at - created_at FROM grants", &[]).await;
     assert_eq!(grant_life, Some(30 * 86_400));
 }
+
+/// A rotated refresh token's successor lives `refresh_token_idle_ttl` from its rotation, exactly,
+/// on both stores (mutation testing: `now + idle` → `now * idle` in the Postgres rotation
+/// statement was never exercised by a run on SQLite).
+#[tokio::test]
+async fn a_successor_lives_the_idle_lifetime_exactly() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.refresh_token_idle_ttl = latchkey::config::HumanDuration::secs(3 * 86_400);
+    })
+    .await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
+    let pair = crate::helpers::pkce();
+    let code = app.code_for(&crate::helpers::browser(), &client, &user.email, "openid offline_access", &pair).await;
+    let (_, tokens) = app.redeem(&client, &code, Some(&pair.verifier)).await;
+    let (status, rotated) = app.refresh(&client, tokens["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let successor = latchkey::secret::sha256(rotated["refresh_token"].as_str().unwrap());
+    let life = crate::helpers::query_i64(
+        &app.db,
+        "SELECT expires_at - created_at FROM refresh_tokens WHERE token_hash = $1",
+        &[crate::helpers::SqlValue::Bytes(&successor)],
+    )
+    .await;
+    assert_eq!(life, Some(3 * 86_400));
+}
