@@ -39,8 +39,18 @@ pub mod kind {
     pub const USER_INVITED: &str = "user.invited";
     /// An invited person set their first password.
     pub const INVITATION_ACCEPTED: &str = "invitation.accepted";
+    /// Issue 13 item 1: admin changes the command line could not make before.
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_ROLES_CHANGED: &str = "user.roles_changed";
+    /// An admin ended one browser session of a user (and the grants given in it).
+    pub const SESSION_REVOKED: &str = "session.revoked";
+    /// An admin revoked one grant (its refresh tokens and the access tokens it issued).
+    pub const GRANT_REVOKED: &str = "grant.revoked";
+    /// Successors published on demand, or a compromised key removed.
+    pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
+    pub const SIGNING_KEY_REVOKED: &str = "signing_key.revoked";
 
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 35] = [
         SIGN_IN_SUCCEEDED,
         SIGN_IN_FAILED,
         ACCOUNT_LOCKED,
@@ -70,6 +80,12 @@ pub mod kind {
         EMAIL_CHANGED,
         USER_INVITED,
         INVITATION_ACCEPTED,
+        USER_UPDATED,
+        USER_ROLES_CHANGED,
+        SESSION_REVOKED,
+        GRANT_REVOKED,
+        SIGNING_KEY_ROTATED,
+        SIGNING_KEY_REVOKED,
     ];
 }
 
@@ -132,11 +148,14 @@ impl AuditEvent {
     }
 }
 
-/// What `latchkey audit` asks for.
+/// What `latchkey audit` and `GET /admin/v1/audit-events` ask for; every filter is optional.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub user_sub: Option<String>,
+    pub client_id: Option<String>,
     pub event: Option<String>,
+    /// Only events older than this id (the cursor of the previous page, newest first).
+    pub before_id: Option<i64>,
     pub limit: i64,
 }
 

@@ -6,18 +6,19 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey::accounts::{AccountSettings, Letters};
+use latchkey::admin::actor::{self, Actor, Subject};
 use latchkey::admin::clients::{self, client_json};
+use latchkey::admin::keys as admin_keys;
 use latchkey::admin::users::{self, user_json, NewInvitation, NewUser};
-use latchkey::audit::{self, kind, AuditEvent, AuditFilter, Origin};
+use latchkey::admin::views::KeyView;
+use latchkey::audit::{kind, AuditFilter};
 use latchkey::authn::PasswordHasher;
 use latchkey::config::{LogFormat, Settings};
 use latchkey::domain::KeyRecord;
 use latchkey::domain::NewClient;
-use latchkey::keys::lifecycle::KeyChange;
-use latchkey::keys::rotation;
 use latchkey::startup::{load_master_key, open_store, shutdown_signal, Application};
 use latchkey::state::unix_now;
-use latchkey::store::{AuditStore, ClientStore, KeyStore, MfaStore, UserStore};
+use latchkey::store::{AuditStore, ClientStore, KeyStore, UserStore};
 use latchkey::web::templates::Templates;
 use serde_json::json;
 
@@ -359,14 +360,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 jwks: c.jwks_file.as_deref().map(read_jwks_file).transpose()?,
                 jwks_uri: c.jwks_uri,
             };
-            let (client, secret) = clients::create(&store, request, now).await?;
-            audit::record(
-                &store,
-                AuditEvent::new(kind::CLIENT_CREATED, now, &Origin::default())
-                    .client(&client.id)
-                    .detail(json!({ "by": "cli", "name": client.name })),
-            )
-            .await;
+            let (client, secret) = clients::create(&store, request, &Actor::Cli, now).await?;
             let mut value = client_json(&client);
             if let (Some(secret), Some(map)) = (secret, value.as_object_mut()) {
                 map.insert("client_secret".into(), json!(secret));
@@ -402,16 +396,7 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 jwks: u.jwks_file.as_deref().map(read_jwks_file).transpose()?,
                 jwks_uri: u.jwks_uri,
             };
-            let (client, changed) = clients::update(&store, &u.client_id, changes, now).await?;
-            if !changed.is_empty() {
-                audit::record(
-                    &store,
-                    AuditEvent::new(kind::CLIENT_UPDATED, now, &Origin::default())
-                        .client(&client.id)
-                        .detail(json!({ "by": "cli", "changed": changed })),
-                )
-                .await;
-            }
+            let (client, _) = clients::update(&store, &u.client_id, changes, &Actor::Cli, now).await?;
             print_json(&client_json(&client))
         }
         ClientCommand::List => {
@@ -420,31 +405,15 @@ async fn run_client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
         }
         ClientCommand::Show { client_id } => print_json(&client_json(&clients::show(&store, &client_id).await?)),
         ClientCommand::RotateSecret { client_id } => {
-            let secret = clients::rotate_secret(&store, &client_id, now).await?;
-            audit::record(
-                &store,
-                AuditEvent::new(kind::CLIENT_SECRET_ROTATED, now, &Origin::default())
-                    .client(&client_id)
-                    .detail(json!({ "by": "cli" })),
-            )
-            .await;
+            let secret = clients::rotate_secret(&store, &client_id, &Actor::Cli, now).await?;
             print_json(&json!({"client_id": client_id, "client_secret": secret}))
         }
         ClientCommand::Disable { client_id } => {
-            clients::disable(&store, &client_id, now).await?;
-            audit::record(
-                &store,
-                AuditEvent::new(kind::CLIENT_DISABLED, now, &Origin::default())
-                    .client(&client_id)
-                    .detail(json!({ "by": "cli" })),
-            )
-            .await;
+            clients::disable(&store, &client_id, &Actor::Cli, now).await?;
             print_json(&json!({"client_id": client_id, "disabled": true}))
         }
         ClientCommand::Delete { client_id } => {
-            clients::delete(&store, &client_id, now).await?;
-            let event = AuditEvent::new(kind::CLIENT_DELETED, now, &Origin::default()).client(&client_id);
-            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
+            clients::delete(&store, &client_id, &Actor::Cli, now).await?;
             print_json(&json!({"client_id": client_id, "deleted": true}))
         }
     };
@@ -482,8 +451,8 @@ async fn run_apply(settings: &Settings, file: &std::path::Path, dry_run: bool, p
                 Change::DeleteClient { id } => (kind::CLIENT_DELETED, id),
                 _ => continue,
             };
-            let event = AuditEvent::new(kind, now, &Origin::default()).client(client);
-            audit::record(&store, event.detail(json!({ "by": "apply", "change": change.to_string() }))).await;
+            let detail = json!({ "change": change.to_string() });
+            actor::record(&store, &Actor::Apply, kind, Subject::Client(client), detail, now).await;
         }
         Ok::<(), anyhow::Error>(())
     }
@@ -521,9 +490,7 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
         UserCommand::Create { email, name, roles, password_stdin: _, email_verified } => {
             let password = read_password()?;
             let new = NewUser { email, name, roles, password, email_verified };
-            let user = users::create(&store, &hasher, new, now).await?;
-            let event = AuditEvent::new(kind::USER_CREATED, now, &Origin::default()).user(&user.sub);
-            audit::record(&store, event.detail(json!({ "by": "cli", "email_verified": email_verified }))).await;
+            let user = users::create(&store, &hasher, new, &Actor::Cli, now).await?;
             print_json(&user_json(&user))
         }
         UserCommand::Invite { email, name, roles } => {
@@ -532,9 +499,7 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
             let letters = Letters { templates: &templates, master: &master, issuer: &settings.issuer };
             let account_settings = AccountSettings::from_settings(settings);
             let new = NewInvitation { email, name, roles };
-            let user = users::invite(&store, &hasher, &letters, &account_settings, new, now).await?;
-            let event = AuditEvent::new(kind::USER_INVITED, now, &Origin::default()).user(&user.sub);
-            audit::record(&store, event.detail(json!({ "by": "cli", "email": user.email }))).await;
+            let user = users::invite(&store, &hasher, &letters, &account_settings, new, &Actor::Cli, now).await?;
             if settings.smtp_url.is_empty() {
                 eprintln!(
                     "smtp_url is not set: the running server writes the invitation to its log (development only)"
@@ -552,33 +517,21 @@ async fn run_user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
         UserCommand::Show { user } => print_json(&user_json(&users::show(&store, &user).await?)),
         UserCommand::SetPassword { user, password_stdin: _ } => {
             let password = read_password()?;
-            let user = users::set_password(&store, &hasher, &user, &password, now).await?;
-            let event = AuditEvent::new(kind::PASSWORD_CHANGED, now, &Origin::default()).user(&user.sub);
-            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
+            let user = users::set_password(&store, &hasher, &user, &password, &Actor::Cli, now).await?;
             print_json(&user_json(&user))
         }
         UserCommand::Disable { user } => {
-            let user = users::disable(&store, &user, now).await?;
-            let event = AuditEvent::new(kind::USER_DISABLED, now, &Origin::default()).user(&user.sub);
-            audit::record(&store, event.detail(json!({ "by": "cli" }))).await;
+            let user = users::disable(&store, &user, &Actor::Cli, now).await?;
             print_json(&user_json(&user))
         }
         UserCommand::AddRole { user, role } => {
-            print_json(&user_json(&users::change_roles(&store, &user, Some(&role), None, now).await?))
+            print_json(&user_json(&users::change_roles(&store, &user, Some(&role), None, &Actor::Cli, now).await?))
         }
         UserCommand::RemoveRole { user, role } => {
-            print_json(&user_json(&users::change_roles(&store, &user, None, Some(&role), now).await?))
+            print_json(&user_json(&users::change_roles(&store, &user, None, Some(&role), &Actor::Cli, now).await?))
         }
         UserCommand::MfaReset { user } => {
-            let user = users::show(&store, &user).await?;
-            let had_mfa = store.remove_mfa(&user.sub).await?;
-            audit::record(
-                &store,
-                AuditEvent::new(kind::MFA_RESET, now, &Origin::default())
-                    .user(&user.sub)
-                    .detail(json!({ "by": "cli", "had_mfa": had_mfa })),
-            )
-            .await;
+            let (user, had_mfa) = users::reset_mfa(&store, &user, &Actor::Cli, now).await?;
             print_json(&json!({ "sub": user.sub, "email": user.email, "mfa_reset": true, "had_mfa": had_mfa }))
         }
     };
@@ -593,15 +546,7 @@ fn when(ts: Option<i64>) -> String {
 }
 
 fn key_json(key: &KeyRecord) -> serde_json::Value {
-    json!({
-        "kid": key.kid,
-        "alg": key.alg.as_str(),
-        "status": key.status.as_str(),
-        "created_at": key.created_at,
-        "activates_at": key.activates_at,
-        "retired_at": key.retired_at,
-        "removes_at": key.removes_at,
-    })
+    serde_json::to_value(KeyView::from(key)).unwrap_or_default()
 }
 
 async fn run_keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
@@ -638,14 +583,12 @@ async fn run_keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<(
             }
             KeysCommand::Rotate => {
                 let master = load_master_key(settings)?;
-                let changes = rotation::rotate_now(&store, &master, &settings.key_lifecycle(), now).await?;
-                let published: Vec<serde_json::Value> = changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        KeyChange::Publish(key) => Some(key_json(key)),
-                        _ => None,
-                    })
-                    .collect();
+                let published: Vec<serde_json::Value> =
+                    admin_keys::rotate(&store, &master, &settings.key_lifecycle(), &Actor::Cli, now)
+                        .await?
+                        .iter()
+                        .map(key_json)
+                        .collect();
                 if published.is_empty() {
                     eprintln!("every algorithm already has a next key; nothing to do");
                 }
@@ -662,13 +605,11 @@ async fn run_keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<(
                     anyhow::bail!("not revoked: run again with --yes to confirm");
                 }
                 let master = load_master_key(settings)?;
-                match rotation::revoke(&store, &master, &kid, now).await? {
-                    None => anyhow::bail!("no signing key `{kid}`"),
-                    Some((removed, replacement)) => print_json(&json!({
-                        "revoked": key_json(&removed),
-                        "replacement": replacement.as_ref().map(key_json),
-                    })),
-                }
+                let (removed, replacement) = admin_keys::revoke(&store, &master, &kid, &Actor::Cli, now).await?;
+                print_json(&json!({
+                    "revoked": key_json(&removed),
+                    "replacement": replacement.as_ref().map(key_json),
+                }))
             }
         }
     }
@@ -689,7 +630,7 @@ async fn run_audit(settings: &Settings, user: Option<String>, event: Option<Stri
             Some(user) => Some(users::show(&store, &user).await?.sub),
             None => None,
         };
-        let filter = AuditFilter { user_sub, event, limit: i64::from(limit.clamp(1, 10_000)) };
+        let filter = AuditFilter { user_sub, event, limit: i64::from(limit.clamp(1, 10_000)), ..Default::default() };
         let events = store.list_audit_events(&filter).await?;
         print_json(&serde_json::to_value(events)?)
     }

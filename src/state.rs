@@ -73,6 +73,7 @@ impl AppState {
                 issuer: settings.issuer.clone(),
                 default_audience: settings.default_audience.clone(),
                 userinfo_audience: crate::oidc::userinfo::userinfo_audience(&settings.issuer),
+                admin_audience: crate::admin::access::admin_audience(&settings.issuer),
                 ttl_secs: settings.access_token_ttl.as_secs(),
                 alg: settings.access_token_alg,
             },

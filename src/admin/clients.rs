@@ -2,9 +2,11 @@
 
 use serde_json::{json, Value};
 
+use super::actor::{record, Actor, Subject};
+use crate::audit::kind;
 use crate::domain::{AuthMethod, Client, ClientKind, NewClient};
 use crate::secret::{random_id, random_token, sha256};
-use crate::store::{ClientStore, StoreError};
+use crate::store::{AuditStore, ClientStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -12,6 +14,9 @@ pub enum AdminError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// Something with the same unique name exists (a user's email).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A template or the hasher failed.
@@ -36,40 +41,14 @@ fn new_secret() -> String {
 
 /// The public view of a client: everything but the secret hash.
 pub fn client_json(client: &Client) -> Value {
-    json!({
-        "client_id": client.id,
-        "name": client.name,
-        "type": client.kind.as_str(),
-        "first_party": client.first_party,
-        "require_mfa": client.require_mfa,
-        "redirect_uris": client.redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
-        "post_logout_redirect_uris": client.post_logout_redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
-        "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "scopes": client.scopes.to_vec(),
-        "roles": client.roles,
-        "audience": client.audience,
-        "allowed_origins": client.allowed_origins,
-        "id_token_signed_response_alg": client.id_token_alg.map(|a| a.as_str()).unwrap_or("RS256"),
-        "introspect": client.introspect,
-        "token_endpoint_auth_method": match client.auth_method() {
-            AuthMethod::ClientSecret => "client_secret_basic",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-            AuthMethod::None => "none",
-        },
-        "jwks_uri": client.jwks_uri,
-        "jwks": client.jwks.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
-        "backchannel_logout_uri": client.backchannel_logout_uri,
-        "backchannel_logout_session_required": client.backchannel_logout_session_required,
-        "created_at": client.created_at,
-        "disabled": client.disabled_at.is_some(),
-        "disabled_at": client.disabled_at,
-    })
+    serde_json::to_value(super::views::ClientView::from(client)).unwrap_or(Value::Null)
 }
 
 /// Registers a client. Returns it with its secret (confidential clients), shown only now.
-pub async fn create<S: ClientStore>(
+pub async fn create<S: ClientStore + AuditStore>(
     store: &S,
     request: NewClient,
+    actor: &Actor,
     now: i64,
 ) -> Result<(Client, Option<String>), AdminError> {
     let valid = request.validate().map_err(AdminError::Invalid)?;
@@ -77,6 +56,8 @@ pub async fn create<S: ClientStore>(
     let secret = (valid.kind == ClientKind::Confidential && !valid.uses_keys()).then(new_secret);
     let client = valid.into_client(new_client_id(), secret.as_deref().map(sha256), now, None);
     store.insert_client(&client).await?;
+    let detail = json!({ "name": client.name });
+    record(store, actor, kind::CLIENT_CREATED, Subject::Client(&client.id), detail, now).await;
     Ok((client, secret))
 }
 
@@ -132,10 +113,11 @@ fn edit_list(list: &mut Vec<String>, add: &[String], remove: &[String], what: &s
 /// every rule `create` applies; on any error nothing is stored. Returns the updated client and
 /// the names of the fields that changed (for the audit trail). Replicas see the change within
 /// `client_cache_ttl`.
-pub async fn update<S: ClientStore>(
+pub async fn update<S: ClientStore + AuditStore>(
     store: &S,
     id: &str,
     changes: ClientUpdate,
+    actor: &Actor,
     now: i64,
 ) -> Result<(Client, Vec<String>), AdminError> {
     let current = show(store, id).await?;
@@ -214,8 +196,12 @@ pub async fn update<S: ClientStore>(
         (Some(b), Some(a)) => a.iter().filter(|(k, v)| b.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect(),
         _ => Vec::new(),
     };
-    if !changed.is_empty() && !store.update_client(&updated, now).await? {
-        return Err(no_client(id));
+    if !changed.is_empty() {
+        if !store.update_client(&updated, now).await? {
+            return Err(no_client(id));
+        }
+        let detail = json!({ "changed": changed });
+        record(store, actor, kind::CLIENT_UPDATED, Subject::Client(&updated.id), detail, now).await;
     }
     Ok((updated, changed))
 }
@@ -226,7 +212,12 @@ pub async fn show<S: ClientStore>(store: &S, id: &str) -> Result<Client, AdminEr
 
 /// Replaces a confidential client's secret; the old one stops working at once in the database
 /// and within `client_cache_ttl` on every replica.
-pub async fn rotate_secret<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<String, AdminError> {
+pub async fn rotate_secret<S: ClientStore + AuditStore>(
+    store: &S,
+    id: &str,
+    actor: &Actor,
+    now: i64,
+) -> Result<String, AdminError> {
     let client = show(store, id).await?;
     if client.kind == ClientKind::Public {
         return Err(AdminError::Invalid(format!("client `{id}` is public and has no secret")));
@@ -240,19 +231,32 @@ pub async fn rotate_secret<S: ClientStore>(store: &S, id: &str, now: i64) -> Res
     if !store.set_client_secret(id, &sha256(&secret), now).await? {
         return Err(no_client(id));
     }
+    record(store, actor, kind::CLIENT_SECRET_ROTATED, Subject::Client(id), Value::Null, now).await;
     Ok(secret)
 }
 
-pub async fn disable<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<(), AdminError> {
+pub async fn disable<S: ClientStore + AuditStore>(
+    store: &S,
+    id: &str,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), AdminError> {
     if store.disable_client(id, now).await? {
+        record(store, actor, kind::CLIENT_DISABLED, Subject::Client(id), Value::Null, now).await;
         Ok(())
     } else {
         Err(no_client(id))
     }
 }
 
-pub async fn delete<S: ClientStore>(store: &S, id: &str, now: i64) -> Result<(), AdminError> {
+pub async fn delete<S: ClientStore + AuditStore>(
+    store: &S,
+    id: &str,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), AdminError> {
     if store.delete_client(id, now).await? {
+        record(store, actor, kind::CLIENT_DELETED, Subject::Client(id), Value::Null, now).await;
         Ok(())
     } else {
         Err(no_client(id))

@@ -331,6 +331,17 @@ impl NewClient {
         let mut scopes = ScopeSet::from_tokens(self.scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
             .map_err(|e| e.to_string())?;
 
+        // The admin API's scopes (issue 13 item 1) are for services acting for themselves: a
+        // user's consent can never hand an app the power to administer the provider.
+        if super::scope::has_admin_scope(&scopes)
+            && (grant_types.iter().any(|g| *g != GrantType::ClientCredentials) || kind == ClientKind::Public)
+        {
+            return Err(format!(
+                "the {} and {} scopes are for confidential service clients with the client_credentials grant alone",
+                super::scope::ADMIN_SCOPE,
+                super::scope::ADMIN_READ_SCOPE
+            ));
+        }
         // An app that signs users in and names no scopes gets the standard OpenID Connect ones.
         if scopes.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
             scopes = ScopeSet::parse(DEFAULT_APP_SCOPES).map_err(|e| e.to_string())?;

@@ -82,3 +82,15 @@ pub struct LiveRefreshToken {
     pub created_at: i64,
     pub expires_at: i64,
 }
+
+/// A user's browser session as an admin sees it (issue 13 item 1): never the cookie, only the
+/// hash the store keys it by, which ends it and can't be turned back into a cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub id: String,
+    /// The OIDC `sid` of the sign-in: the grants given in it carry it.
+    pub sid: Option<String>,
+    pub auth_time: Option<i64>,
+    pub amr: Vec<String>,
+    pub expires_at: i64,
+}

@@ -137,3 +137,18 @@ mod bound_tests {
         assert!(!ScopeSet::parse("openid").unwrap().is_empty());
     }
 }
+
+/// Full access to the admin API (`/admin/v1`, issue 13 item 1).
+pub const ADMIN_SCOPE: &str = "latchkey:admin";
+/// Read-only access to the admin API.
+pub const ADMIN_READ_SCOPE: &str = "latchkey:admin.read";
+
+/// True for the admin API's own scopes.
+pub fn is_admin_scope(scope: &str) -> bool {
+    scope == ADMIN_SCOPE || scope == ADMIN_READ_SCOPE
+}
+
+/// True when `scopes` names either admin API scope.
+pub fn has_admin_scope(scopes: &ScopeSet) -> bool {
+    scopes.iter().any(is_admin_scope)
+}

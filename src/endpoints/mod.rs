@@ -1,5 +1,6 @@
 //! Thin protocol handlers, one file per endpoint: extract → core function → render.
 
+pub mod admin;
 pub mod authorize;
 pub mod client_keys;
 mod client_request;

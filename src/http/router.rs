@@ -118,6 +118,8 @@ pub fn build(state: AppState) -> Router {
         )
         .route(paths::REVOKE, post(endpoints::revoke::revoke).options(cors::preflight))
         .route(paths::INTROSPECT, post(endpoints::introspect::introspect))
+        // The admin API (issue 13): bearer tokens only, no cookies, no CORS (browsers never call it).
+        .merge(endpoints::admin::router(&state.settings().issuer).0)
         .route(paths::HEALTHZ, get(endpoints::health::healthz))
         .merge(metrics_route(&state))
         .route(paths::READYZ, get(endpoints::health::readyz))

@@ -18,6 +18,9 @@ pub struct AccessTokenSettings {
     /// from a flow that granted `openid` carries it beside the API audience, and `/userinfo`
     /// accepts no token without it (issue 9 item 5).
     pub userinfo_audience: String,
+    /// The admin API's own audience (its base URL, `{issuer}/admin/v1`): the only `aud` of a
+    /// token that carries an admin scope, and the only one the admin API accepts (issue 13).
+    pub admin_audience: String,
     pub ttl_secs: i64,
     pub alg: SigningAlg,
 }

@@ -38,17 +38,41 @@ impl AuditStore for Store {
     }
 
     async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
-        // Newest first. NULL filters match everything.
-        let rows = self
-            .sql(
-                "SELECT id, at, event, user_sub, client_id, ip, user_agent, detail FROM audit_events \
-             WHERE ($1 IS NULL OR user_sub = $1) AND ($2 IS NULL OR event = $2) ORDER BY id DESC LIMIT $3",
-            )
-            .bind(filter.user_sub.clone())
-            .bind(filter.event.clone())
-            .bind(filter.limit)
-            .fetch_all(&self.pool)
-            .await?;
+        // Newest first. Only the filters given become conditions, so each query is one of a few
+        // fixed shapes, each served by an index (user_sub, id), (event, id) or (client_id, id).
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.user_sub.is_some() {
+            conditions.push(format!("user_sub = {}", next()));
+        }
+        if filter.client_id.is_some() {
+            conditions.push(format!("client_id = {}", next()));
+        }
+        if filter.event.is_some() {
+            conditions.push(format!("event = {}", next()));
+        }
+        if filter.before_id.is_some() {
+            conditions.push(format!("id < {}", next()));
+        }
+        let limit = next();
+        let condition =
+            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!(
+            "SELECT id, at, event, user_sub, client_id, ip, user_agent, detail FROM audit_events {condition} \
+             ORDER BY id DESC LIMIT {limit}"
+        );
+        let mut query = self.sql(&sql);
+        for value in [&filter.user_sub, &filter.client_id, &filter.event].into_iter().flatten() {
+            query = query.bind(value.clone());
+        }
+        if let Some(before) = filter.before_id {
+            query = query.bind(before);
+        }
+        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
 }

@@ -19,6 +19,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (10, "back-channel logout", include_str!("../../migrations/postgres/0010_backchannel_logout.sql")),
     (11, "private_key_jwt", include_str!("../../migrations/postgres/0011_private_key_jwt.sql")),
     (12, "catalog", include_str!("../../migrations/postgres/0012_catalog.sql")),
+    (13, "admin api", include_str!("../../migrations/postgres/0013_admin_api.sql")),
 ];
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -33,6 +34,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (10, "back-channel logout", include_str!("../../migrations/sqlite/0010_backchannel_logout.sql")),
     (11, "private_key_jwt", include_str!("../../migrations/sqlite/0011_private_key_jwt.sql")),
     (12, "catalog", include_str!("../../migrations/sqlite/0012_catalog.sql")),
+    (13, "admin api", include_str!("../../migrations/sqlite/0013_admin_api.sql")),
 ];
 
 impl Store {

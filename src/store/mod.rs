@@ -5,6 +5,7 @@
 //! [`KeyStore`] and plain domain types.
 
 mod accounts;
+mod admin;
 mod assertions;
 mod audit;
 mod catalog;
@@ -29,7 +30,7 @@ use crate::audit::{AuditEvent, AuditFilter};
 use crate::authn::AttemptCount;
 use crate::domain::{
     Client, CodeRecord, CodeRedemption, ConsentRecord, EmailPurpose, EmailToken, Grant, KeyRecord, LiveRefreshToken,
-    OutboxMessage, QueuedMessage, RefreshRotation, ScopeSet, Successor, TotpFactor, User,
+    OutboxMessage, QueuedMessage, RefreshRotation, ScopeSet, SessionSummary, Successor, TotpFactor, User,
 };
 use crate::keys::lifecycle::KeyChange;
 
@@ -402,4 +403,26 @@ pub trait AuditStore: Send + Sync {
     fn insert_audit_event(&self, event: &AuditEvent) -> impl Future<Output = StoreResult<()>> + Send;
     /// Newest first.
     fn list_audit_events(&self, filter: &AuditFilter) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
+}
+
+/// What the admin API reads and changes beyond the CLI's operations (issue 13 item 1).
+pub trait AdminStore: Send + Sync {
+    /// Users in byte order of their email, after `after_email`, whose email starts with
+    /// `email_prefix`; at most `limit`.
+    fn page_users(
+        &self,
+        email_prefix: Option<&str>,
+        after_email: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+    fn set_user_name(&self, sub: &str, name: Option<&str>, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The user's live grants (neither revoked nor past their absolute lifetime), oldest first.
+    fn user_grants(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<Vec<Grant>>> + Send;
+    /// Revokes one live grant of this user (queueing its back-channel logout); false when the
+    /// user has no such live grant.
+    fn revoke_user_grant(&self, sub: &str, grant_id: &str, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn user_sessions(&self, sub: &str, now: i64) -> impl Future<Output = StoreResult<Vec<SessionSummary>>> + Send;
+    /// Ends one of the user's sessions and revokes the grants given in it, as logout does.
+    fn end_user_session(&self, sub: &str, session_id: &str, now: i64)
+        -> impl Future<Output = StoreResult<bool>> + Send;
 }

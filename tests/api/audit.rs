@@ -24,7 +24,7 @@ fn browser_as(user_agent: &str) -> reqwest::Client {
 
 /// Events, newest first, optionally of one type.
 async fn events(app: &TestApp, event: Option<&str>) -> Vec<AuditEvent> {
-    let filter = AuditFilter { user_sub: None, event: event.map(str::to_string), limit: 10_000 };
+    let filter = AuditFilter { user_sub: None, event: event.map(str::to_string), limit: 10_000, ..Default::default() };
     app.state.store().list_audit_events(&filter).await.unwrap()
 }
 

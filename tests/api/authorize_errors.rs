@@ -70,7 +70,14 @@ async fn unknown_disabled_or_missing_client_gets_an_error_page() {
     assert_error_page(&b, &authorize_url(&app, &client, "openid", &p.challenge, &[("client_id", "nope")])).await;
     let repeated = format!("{}&client_id={}", authorize_url(&app, &client, "openid", &p.challenge, &[]), client.id);
     assert_error_page(&b, &repeated).await;
-    latchkey::admin::clients::disable(app.state.store(), &client.id, latchkey::state::unix_now()).await.unwrap();
+    latchkey::admin::clients::disable(
+        app.state.store(),
+        &client.id,
+        &latchkey::admin::actor::Actor::Cli,
+        latchkey::state::unix_now(),
+    )
+    .await
+    .unwrap();
     assert_error_page(&b, &authorize_url(&app, &client, "openid", &p.challenge, &[])).await;
 }
 

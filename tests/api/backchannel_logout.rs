@@ -250,6 +250,7 @@ async fn registration_checks_the_uri_and_discovery_advertises_support() {
                 backchannel_logout_uri: Some(bad.into()),
                 ..NewClient::default()
             },
+            &latchkey::admin::actor::Actor::Cli,
             latchkey::state::unix_now(),
         )
         .await;

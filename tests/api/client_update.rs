@@ -182,10 +182,15 @@ async fn replicas_see_an_update_within_the_client_cache_ttl() {
     // writing beside them only adds lock waits to what this test is about.
     let changes =
         latchkey::admin::clients::ClientUpdate { add_redirect_uris: vec![new_uri.to_string()], ..Default::default() };
-    let (updated, changed) =
-        latchkey::admin::clients::update(a.state.store(), &moved.id, changes, latchkey::state::unix_now())
-            .await
-            .unwrap();
+    let (updated, changed) = latchkey::admin::clients::update(
+        a.state.store(),
+        &moved.id,
+        changes,
+        &latchkey::admin::actor::Actor::Cli,
+        latchkey::state::unix_now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(updated.redirect_uris.len(), 2);
     assert_eq!(changed, ["redirect_uris"]);
     let changed_at = Instant::now();

@@ -41,7 +41,7 @@ async fn post_with(
 }
 
 async fn count(app: &TestApp, event: &str) -> usize {
-    let filter = AuditFilter { user_sub: None, event: Some(event.to_string()), limit: 1000 };
+    let filter = AuditFilter { user_sub: None, event: Some(event.to_string()), limit: 1000, ..Default::default() };
     app.state.store().list_audit_events(&filter).await.unwrap().len()
 }
 
@@ -300,6 +300,7 @@ async fn invitation() {
         &letters,
         app.state.account_settings(),
         latchkey::admin::users::NewInvitation { email: "ivy@example.com".into(), name: None, roles: vec![] },
+        &latchkey::admin::actor::Actor::Cli,
         latchkey::state::unix_now(),
     )
     .await

@@ -182,7 +182,9 @@ impl TestApp {
 
     pub async fn register(&self, request: NewClient) -> RegisteredClient {
         let (client, secret) =
-            clients::create(self.state.store(), request, unix_now()).await.expect("client registers");
+            clients::create(self.state.store(), request, &latchkey::admin::actor::Actor::Cli, unix_now())
+                .await
+                .expect("client registers");
         RegisteredClient { id: client.id, secret: secret.unwrap_or_default() }
     }
 
@@ -291,6 +293,7 @@ impl TestApp {
                 password: TEST_PASSWORD.into(),
                 email_verified: false,
             },
+            &latchkey::admin::actor::Actor::Cli,
             unix_now(),
         )
         .await

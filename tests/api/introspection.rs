@@ -47,9 +47,13 @@ async fn post_introspect(
     if let Some((id, secret)) = creds {
         request = request.basic_auth(id, Some(secret));
     }
-    let response = request.send().await.unwrap();
+    // Failures say what came back: a CI run once failed in here without a message.
+    let response = request.send().await.unwrap_or_else(|e| panic!("POST /introspect failed: {e:?}"));
     let (status, headers) = (response.status().as_u16(), response.headers().clone());
-    (status, headers, response.json().await.unwrap())
+    let body = response.text().await.unwrap_or_else(|e| panic!("reading the {status} answer failed: {e:?}"));
+    let json =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("a {status} answer that is not JSON ({e}): {body:?}"));
+    (status, headers, json)
 }
 
 async fn user_tokens(app: &TestApp, client: &AppClient, email: &str, scope: &str) -> Value {
@@ -144,7 +148,9 @@ async fn tokens_not_meant_for_the_caller_are_inactive() {
     assert_eq!(raw, json!({"active": false}));
 
     // A disabled service's tokens are no longer active.
-    latchkey::admin::clients::disable(app.state.store(), &service.id, unix_now()).await.unwrap();
+    latchkey::admin::clients::disable(app.state.store(), &service.id, &latchkey::admin::actor::Actor::Cli, unix_now())
+        .await
+        .unwrap();
     let (_, _, raw) = post_introspect(&app, Some((&no_audience.id, &no_audience.secret)), cc).await;
     assert_eq!(raw, json!({"active": false}));
 }

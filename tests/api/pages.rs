@@ -110,7 +110,14 @@ async fn unknown_user_wrong_password_and_disabled_account_look_the_same() {
     let app = spawn_app().await;
     let _ann = app.user("ann@example.com").await;
     let dis = app.user("dis@example.com").await;
-    latchkey::admin::users::disable(app.state.store(), &dis.sub, latchkey::state::unix_now()).await.unwrap();
+    latchkey::admin::users::disable(
+        app.state.store(),
+        &dis.sub,
+        &latchkey::admin::actor::Actor::Cli,
+        latchkey::state::unix_now(),
+    )
+    .await
+    .unwrap();
     let client = app.web_app(false).await;
     let b = browser();
     let mut answers = Vec::new();
@@ -374,6 +381,7 @@ async fn a_hash_made_with_old_parameters_is_replaced_at_sign_in() {
             password: TEST_PASSWORD.into(),
             email_verified: false,
         },
+        &latchkey::admin::actor::Actor::Cli,
         latchkey::state::unix_now(),
     )
     .await

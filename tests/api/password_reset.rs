@@ -186,7 +186,14 @@ async fn every_address_gets_the_same_answer() {
     let (app, smtp) = spawn_mail_app(|_| {}).await;
     let known = app.user("known@example.com").await;
     let disabled = app.user("gone@example.com").await;
-    latchkey::admin::users::disable(app.state.store(), &disabled.email, unix_now()).await.unwrap();
+    latchkey::admin::users::disable(
+        app.state.store(),
+        &disabled.email,
+        &latchkey::admin::actor::Actor::Cli,
+        unix_now(),
+    )
+    .await
+    .unwrap();
     let mut answers = Vec::new();
     for email in [known.email.as_str(), "unknown@example.com", disabled.email.as_str(), "not an address"] {
         let b = browser();

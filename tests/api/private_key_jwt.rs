@@ -59,6 +59,7 @@ async fn service_with(app: &TestApp, jwks: Option<Value>, jwks_uri: Option<Strin
             audience: introspect.then(|| "https://api.keyed.example".to_string()),
             ..NewClient::default()
         },
+        &latchkey::admin::actor::Actor::Cli,
         latchkey::state::unix_now(),
     )
     .await
@@ -299,6 +300,7 @@ async fn registration_refuses_keys_that_are_not_public_rsa_or_p256_and_discovery
         let refused = latchkey::admin::clients::create(
             app.state.store(),
             NewClient { name: "x".into(), jwks, jwks_uri: uri, ..NewClient::default() },
+            &latchkey::admin::actor::Actor::Cli,
             latchkey::state::unix_now(),
         )
         .await;

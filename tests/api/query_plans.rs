@@ -313,6 +313,7 @@ async fn drive_self_service(app: &TestApp, smtp: &SmtpServer) {
         &letters,
         app.state.account_settings(),
         invitation,
+        &latchkey::admin::actor::Actor::Cli,
         unix_now(),
     )
     .await
@@ -337,6 +338,7 @@ async fn drive_self_service(app: &TestApp, smtp: &SmtpServer) {
             jwks: Some(serde_json::json!({ "keys": [jwk] }).to_string()),
             ..latchkey::domain::NewClient::default()
         },
+        &latchkey::admin::actor::Actor::Cli,
         unix_now(),
     )
     .await

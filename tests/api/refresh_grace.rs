@@ -29,7 +29,7 @@ async fn first_tokens(app: &TestApp) -> (TestUser, AppClient, serde_json::Value)
 }
 
 async fn reuse_events(app: &TestApp) -> Vec<AuditEvent> {
-    let filter = AuditFilter { user_sub: None, event: Some(REUSE.into()), limit: 100 };
+    let filter = AuditFilter { user_sub: None, event: Some(REUSE.into()), limit: 100, ..Default::default() };
     app.state.store().list_audit_events(&filter).await.unwrap()
 }
 

@@ -98,7 +98,7 @@ async fn attempt_from(app: &TestApp, email: &str, password: &str, forwarded_for:
 
 /// Events of one type, oldest first.
 async fn events(app: &TestApp, event: &str) -> Vec<AuditEvent> {
-    let filter = AuditFilter { user_sub: None, event: Some(event.to_string()), limit: 10_000 };
+    let filter = AuditFilter { user_sub: None, event: Some(event.to_string()), limit: 10_000, ..Default::default() };
     let mut events = app.state.store().list_audit_events(&filter).await.unwrap();
     events.reverse();
     events
@@ -220,7 +220,7 @@ async fn unknown_wrong_disabled_and_locked_answers_are_identical() {
     let app = spawn_app_with(|s| s.lockout_threshold = 2).await;
     let ann = app.user("ann@example.com").await;
     let dis = app.user("dis@example.com").await;
-    users::disable(app.state.store(), &dis.sub, unix_now()).await.unwrap();
+    users::disable(app.state.store(), &dis.sub, &latchkey::admin::actor::Actor::Cli, unix_now()).await.unwrap();
     let bob = app.user("bob@example.com").await;
     for _ in 0..2 {
         attempt(&app, &bob.email, "not the password").await.assert_failure_page();
@@ -345,7 +345,9 @@ async fn unknown_wrong_and_disabled_each_cost_exactly_one_verification() {
     let app = spawn_app_with(|s| s.lockout_threshold = 2).await;
     let user = app.user("ann@example.com").await;
     let disabled = app.user("dis@example.com").await;
-    latchkey::admin::users::disable(app.state.store(), &disabled.sub, unix_now()).await.unwrap();
+    latchkey::admin::users::disable(app.state.store(), &disabled.sub, &latchkey::admin::actor::Actor::Cli, unix_now())
+        .await
+        .unwrap();
     let hasher = app.state.passwords();
     for (email, password) in [
         ("nobody@example.com", "a guess"),
@@ -785,7 +787,9 @@ fn refusal(result: Result<latchkey::domain::User, AdminError>) -> String {
 async fn admin_user_creation_enforces_the_policy_and_keeps_long_unicode_passwords_whole() {
     let app = spawn_app().await;
     let (store, hasher, now) = (app.state.store(), app.state.passwords(), unix_now());
-    let create = |email: &str, password: &str| users::create(store, hasher, new_user(email, None, password), now);
+    let create = |email: &str, password: &str| {
+        users::create(store, hasher, new_user(email, None, password), &latchkey::admin::actor::Actor::Cli, now)
+    };
 
     assert_eq!(refusal(create("a@example.com", "Qz7!x").await), PasswordError::TooShort(8).to_string());
     // Length counts characters, not bytes: seven two-byte letters are too short.
@@ -797,15 +801,27 @@ async fn admin_user_creation_enforces_the_policy_and_keeps_long_unicode_password
     // The user's own email and name are guessable words: a password another user may have is
     // refused for the user it names.
     let jane = |password: &str| {
-        users::create(store, hasher, new_user("jane.doe@example.com", Some("Jane Doe"), password), now)
+        users::create(
+            store,
+            hasher,
+            new_user("jane.doe@example.com", Some("Jane Doe"), password),
+            &latchkey::admin::actor::Actor::Cli,
+            now,
+        )
     };
     for named in ["jane.doe@example.com", "jane.doe@example.com!", "Jane.Doe@Example.com"] {
         let message = refusal(jane(named).await);
         assert!(message.starts_with("the password is too easy to guess"), "{named}: {message}");
     }
-    users::create(store, hasher, new_user("bob@elsewhere.org", Some("Bob"), "jane.doe@example.com!"), now)
-        .await
-        .expect("not guessable for Bob");
+    users::create(
+        store,
+        hasher,
+        new_user("bob@elsewhere.org", Some("Bob"), "jane.doe@example.com!"),
+        &latchkey::admin::actor::Actor::Cli,
+        now,
+    )
+    .await
+    .expect("not guessable for Bob");
     assert_eq!(refusal(create("a@example.com", &"ẞ".repeat(400)).await), PasswordError::TooLong.to_string());
     let over = format!("{}z", latchkey::secret::random_token(768));
     assert_eq!(over.len(), 1025);
@@ -845,7 +861,7 @@ async fn admin_set_password_enforces_the_policy() {
     let (store, hasher, now) = (app.state.store(), app.state.passwords(), unix_now());
     let set = |password: String| {
         let sub = user.sub.clone();
-        async move { users::set_password(store, hasher, &sub, &password, now).await }
+        async move { users::set_password(store, hasher, &sub, &password, &latchkey::admin::actor::Actor::Cli, now).await }
     };
     assert_eq!(refusal(set("short".into()).await), PasswordError::TooShort(8).to_string());
     assert!(refusal(set("letmein123".into()).await).starts_with("the password is too easy to guess"));

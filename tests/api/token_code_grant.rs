@@ -253,6 +253,7 @@ async fn password_change_and_disable_end_refresh_families() {
         app.state.passwords(),
         &user.sub,
         "another long passphrase",
+        &latchkey::admin::actor::Actor::Cli,
         unix_now(),
     )
     .await
@@ -265,7 +266,9 @@ async fn password_change_and_disable_end_refresh_families() {
     let p = pkce();
     let code = app.code_for(&browser(), &client, &other.email, SCOPES, &p).await;
     let (_, tokens) = app.redeem(&client, &code, Some(&p.verifier)).await;
-    latchkey::admin::users::disable(app.state.store(), &other.sub, unix_now()).await.unwrap();
+    latchkey::admin::users::disable(app.state.store(), &other.sub, &latchkey::admin::actor::Actor::Cli, unix_now())
+        .await
+        .unwrap();
     let (status, body) = app.refresh(&client, tokens["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "disable ends the family");
 }

@@ -208,14 +208,15 @@ async fn disabled_client_and_rotated_secret_stop_working() {
     let client = app.service_client(&[], &[]).await;
     let store = app.state.store();
 
-    let new_secret = clients::rotate_secret(store, &client.id, unix_now()).await.unwrap();
+    let new_secret =
+        clients::rotate_secret(store, &client.id, &latchkey::admin::actor::Actor::Cli, unix_now()).await.unwrap();
     let (status, _, body) =
         app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &client.secret))).await;
     assert_error(status, &body, 401, "invalid_client");
     let (status, _, _) = app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &new_secret))).await;
     assert_eq!(status, 200);
 
-    clients::disable(store, &client.id, unix_now()).await.unwrap();
+    clients::disable(store, &client.id, &latchkey::admin::actor::Actor::Cli, unix_now()).await.unwrap();
     let (status, _, body) =
         app.post_token(&[("grant_type", "client_credentials")], Some((&client.id, &new_secret))).await;
     assert_error(status, &body, 401, "invalid_client");
@@ -227,7 +228,7 @@ async fn client_cache_bounds_how_long_a_disabled_client_keeps_working() {
     let client = app.service_client(&[], &[]).await;
     let creds = Some((client.id.as_str(), client.secret.as_str()));
     assert_eq!(app.post_token(&[("grant_type", "client_credentials")], creds).await.0, 200);
-    clients::disable(app.state.store(), &client.id, unix_now()).await.unwrap();
+    clients::disable(app.state.store(), &client.id, &latchkey::admin::actor::Actor::Cli, unix_now()).await.unwrap();
     // Within the TTL the cached copy may still answer; after it, never.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = app.post_token(&[("grant_type", "client_credentials")], creds).await;
@@ -245,6 +246,7 @@ async fn public_clients_cannot_use_client_credentials() {
             redirect_uris: vec!["https://spa.example.com/cb".into()],
             ..NewClient::default()
         },
+        &latchkey::admin::actor::Actor::Cli,
         unix_now(),
     )
     .await

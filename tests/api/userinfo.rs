@@ -151,7 +151,9 @@ async fn the_verifier_refuses_forged_and_misused_tokens() {
 async fn a_disabled_user_or_revoked_grant_gets_nothing() {
     let app = spawn_app().await;
     let (user, tokens) = signed_in_tokens(&app).await;
-    latchkey::admin::users::disable(app.state.store(), &user.sub, unix_now()).await.unwrap();
+    latchkey::admin::users::disable(app.state.store(), &user.sub, &latchkey::admin::actor::Actor::Cli, unix_now())
+        .await
+        .unwrap();
     let (status, _, _) = get(&app, tokens["access_token"].as_str().unwrap()).await;
     assert_eq!(status, 401);
 }

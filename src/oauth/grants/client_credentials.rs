@@ -36,8 +36,19 @@ pub fn grant(
             requested
         }
     };
+    // A token for the admin API carries its scopes alone and is meant for it alone, so it is
+    // worth nothing at any other resource server, and no other token is worth anything there.
+    let audience = if crate::domain::has_admin_scope(&scope) {
+        if let Some(other) = scope.iter().find(|s| !crate::domain::is_admin_scope(s)) {
+            return Err(OAuthError::invalid_scope(format!(
+                "the admin API's scopes are granted alone: request them without `{other}`"
+            )));
+        }
+        settings.admin_audience.as_str()
+    } else {
+        client.audience.as_deref().unwrap_or(&settings.default_audience)
+    };
     let subject = client_subject(&client.id);
-    let audience = client.audience.as_deref().unwrap_or(&settings.default_audience);
     let minted = mint(
         keys,
         settings,
