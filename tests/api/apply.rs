@@ -10,12 +10,12 @@ fn stdout(output: &std::process::Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-fn apply(app: &TestApp, dir: &std::path::Path, text: &str, flags: &[&str]) -> std::process::Output {
+async fn apply(app: &TestApp, dir: &std::path::Path, text: &str, flags: &[&str]) -> std::process::Output {
     let file = dir.join("latchkey.toml");
     std::fs::write(&file, text).unwrap();
     let mut args = vec!["apply", file.to_str().unwrap()];
     args.extend_from_slice(flags);
-    latchkey_cli(&app.db, &args, &[("BILLING_SECRET", SECRET)], None)
+    latchkey_cli(&app.db, &args, &[("BILLING_SECRET", SECRET)], None).await
 }
 
 const FIRST: &str = r#"
@@ -57,7 +57,7 @@ async fn a_file_applied_twice_changes_nothing_and_a_changed_one_shows_its_diff()
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("web.secret"), format!("{SECRET}-web\n")).unwrap();
 
-    let first = stdout(&apply(&app, dir.path(), FIRST, &[]));
+    let first = stdout(&apply(&app, dir.path(), FIRST, &[]).await);
     let lines: Vec<&str> = first.lines().collect();
     assert_eq!(
         lines,
@@ -81,14 +81,14 @@ async fn a_file_applied_twice_changes_nothing_and_a_changed_one_shows_its_diff()
     assert_eq!(jwt_part(body["access_token"].as_str().unwrap(), 1)["roles"], serde_json::json!(["billing"]));
 
     // Applying again: nothing to do.
-    assert_eq!(stdout(&apply(&app, dir.path(), FIRST, &[])).trim(), "no changes");
+    assert_eq!(stdout(&apply(&app, dir.path(), FIRST, &[]).await).trim(), "no changes");
 
     // A changed file: the diff names what changed; --dry-run changes nothing.
     let second = FIRST
         .replace("name = \"Billing\"", "name = \"Billing v2\"")
         .replace("description = \"Read your invoices\"", "description = \"See your invoices\"")
         .replace("roles = [\"admin\", \"billing\"]", "roles = [\"billing\"]");
-    let dry = stdout(&apply(&app, dir.path(), &second, &["--dry-run"]));
+    let dry = stdout(&apply(&app, dir.path(), &second, &["--dry-run"]).await);
     assert_eq!(
         dry.lines().collect::<Vec<_>>(),
         [
@@ -100,11 +100,11 @@ async fn a_file_applied_twice_changes_nothing_and_a_changed_one_shows_its_diff()
     );
     let unchanged = latchkey::admin::clients::show(app.state.store(), "billing-service").await.unwrap();
     assert_eq!(unchanged.name, "Billing", "--dry-run wrote nothing");
-    stdout(&apply(&app, dir.path(), &second, &[]));
+    stdout(&apply(&app, dir.path(), &second, &[]).await);
     assert_eq!(latchkey::admin::clients::show(app.state.store(), "billing-service").await.unwrap().name, "Billing v2");
     let ann = latchkey::admin::users::show(app.state.store(), &user.email).await.unwrap();
     assert_eq!(ann.roles, ["billing"]);
-    assert_eq!(stdout(&apply(&app, dir.path(), &second, &[])).trim(), "no changes");
+    assert_eq!(stdout(&apply(&app, dir.path(), &second, &[]).await).trim(), "no changes");
 
     // A rotated secret is a change of its own.
     let rotated = latchkey_cli(
@@ -112,7 +112,8 @@ async fn a_file_applied_twice_changes_nothing_and_a_changed_one_shows_its_diff()
         &["apply", dir.path().join("latchkey.toml").to_str().unwrap()],
         &[("BILLING_SECRET", "another-declared-secret-of-32-characters-or-more")],
         None,
-    );
+    )
+    .await;
     assert_eq!(stdout(&rotated).trim(), "~ client billing-service: secret");
     let (status, _, _) =
         app.post_token(&[("grant_type", "client_credentials")], Some(("billing-service", SECRET))).await;
@@ -125,16 +126,16 @@ async fn prune_deletes_what_the_file_no_longer_declares() {
     app.user("ann@example.com").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("web.secret"), format!("{SECRET}-web\n")).unwrap();
-    stdout(&apply(&app, dir.path(), FIRST, &[]));
+    stdout(&apply(&app, dir.path(), FIRST, &[]).await);
     let cli_made = app.service_client(&["read"], &[]).await;
     let smaller = FIRST.split("[[client]]\nid = \"web\"").next().unwrap().to_string()
         + "\n[[user]]\nemail = \"ann@example.com\"\nroles = [\"admin\", \"billing\"]\n";
     let smaller = smaller
         .replace("[[role]]\nname = \"admin\"\n", "")
         .replace("roles = [\"admin\", \"billing\"]", "roles = [\"billing\"]");
-    let without_prune = stdout(&apply(&app, dir.path(), &smaller, &[]));
+    let without_prune = stdout(&apply(&app, dir.path(), &smaller, &[]).await);
     assert!(!without_prune.contains("- client"), "nothing is deleted without --prune:\n{without_prune}");
-    let pruned = stdout(&apply(&app, dir.path(), &smaller, &["--prune"]));
+    let pruned = stdout(&apply(&app, dir.path(), &smaller, &["--prune"]).await);
     let mut deleted: Vec<&str> = pruned.lines().filter(|l| l.starts_with("- ")).collect();
     deleted.sort();
     let expected_client = format!("- client {}", cli_made.id);
@@ -142,7 +143,7 @@ async fn prune_deletes_what_the_file_no_longer_declares() {
     expected.sort();
     assert_eq!(deleted, expected, "{pruned}");
     assert!(latchkey::admin::clients::show(app.state.store(), "web").await.is_err());
-    assert_eq!(stdout(&apply(&app, dir.path(), &smaller, &["--prune"])).trim(), "no changes");
+    assert_eq!(stdout(&apply(&app, dir.path(), &smaller, &["--prune"]).await).trim(), "no changes");
 }
 
 #[tokio::test]
@@ -157,7 +158,7 @@ async fn the_file_never_holds_a_secret_and_names_only_what_it_declares() {
         ("[[client]]\nid = \"has space\"\nname = \"X\"\n", "must be 1 to 64"),
     ];
     for (text, why) in cases {
-        let output = apply(&app, dir.path(), text, &[]);
+        let output = apply(&app, dir.path(), text, &[]).await;
         assert!(!output.status.success(), "{text}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(why), "{why} in: {stderr}");
@@ -171,12 +172,10 @@ async fn the_consent_page_shows_declared_scope_descriptions() {
     let app = spawn_app().await;
     let user = app.user("ann@example.com").await;
     let dir = tempfile::tempdir().unwrap();
-    stdout(&apply(
-        &app,
-        dir.path(),
-        "[[scope]]\nname = \"invoices:read\"\ndescription = \"Read your invoices\"\n",
-        &[],
-    ));
+    stdout(
+        &apply(&app, dir.path(), "[[scope]]\nname = \"invoices:read\"\ndescription = \"Read your invoices\"\n", &[])
+            .await,
+    );
     let client = app
         .register(latchkey::domain::NewClient {
             name: "Invoices".into(),

@@ -236,8 +236,8 @@ async fn consent_granted_and_revoked_are_recorded() {
 
 // ---- The command line ----
 
-fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
-    latchkey_cli(db, args, &[], None)
+async fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
+    latchkey_cli(db, args, &[], None).await
 }
 
 fn json_out(output: &Output) -> Value {
@@ -245,10 +245,10 @@ fn json_out(output: &Output) -> Value {
 }
 
 /// `latchkey audit ARGS…` as a list of events.
-fn audit(db: &TestDatabase, args: &[&str]) -> Vec<Value> {
+async fn audit(db: &TestDatabase, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["audit"];
     all.extend_from_slice(args);
-    json_out(&latchkey(db, &all)).as_array().expect("a JSON array").clone()
+    json_out(&latchkey(db, &all).await).as_array().expect("a JSON array").clone()
 }
 
 fn kinds(events: &[Value]) -> Vec<&str> {
@@ -258,15 +258,16 @@ fn kinds(events: &[Value]) -> Vec<&str> {
 #[tokio::test]
 async fn client_commands_are_recorded() {
     let db = fresh_database().await;
-    let created = json_out(&latchkey(&db, &["client", "create", "--name", "Billing", "--scope", "invoices:read"]));
+    let created =
+        json_out(&latchkey(&db, &["client", "create", "--name", "Billing", "--scope", "invoices:read"]).await);
     let id = created["client_id"].as_str().unwrap();
-    json_out(&latchkey(&db, &["client", "rotate-secret", id]));
-    json_out(&latchkey(&db, &["client", "disable", id]));
+    json_out(&latchkey(&db, &["client", "rotate-secret", id]).await);
+    json_out(&latchkey(&db, &["client", "disable", id]).await);
     // Commands that fail record nothing.
-    assert!(!latchkey(&db, &["client", "rotate-secret", "no-such-client"]).status.success());
-    assert!(!latchkey(&db, &["client", "disable", "no-such-client"]).status.success());
+    assert!(!latchkey(&db, &["client", "rotate-secret", "no-such-client"]).await.status.success());
+    assert!(!latchkey(&db, &["client", "disable", "no-such-client"]).await.status.success());
 
-    let events = audit(&db, &[]);
+    let events = audit(&db, &[]).await;
     assert_eq!(kinds(&events), ["client.disabled", "client.secret_rotated", "client.created"], "newest first");
     for event in &events {
         assert_eq!(event["client_id"], id);
@@ -280,7 +281,7 @@ async fn client_commands_are_recorded() {
     }
     assert_eq!(events[2]["detail"]["name"], "Billing");
     assert!(!events.iter().any(|e| e.to_string().contains(created["client_secret"].as_str().unwrap())));
-    let only = audit(&db, &["--type", "client.secret_rotated"]);
+    let only = audit(&db, &["--type", "client.secret_rotated"]).await;
     assert_eq!(kinds(&only), ["client.secret_rotated"]);
     assert_eq!(only[0]["id"], events[1]["id"]);
 }
@@ -299,8 +300,20 @@ async fn the_audit_command_filters_by_user_and_type_and_refuses_unknown_types() 
     ] {
         sign_in(&app, &b, email, password, None).await;
     }
-    let all = audit(&app.db, &[]);
-    assert_eq!(kinds(&all), ["sign_in.succeeded", "sign_in.succeeded", "sign_in.failed", "sign_in.succeeded"]);
+    let all = audit(&app.db, &[]).await;
+    // Newest first: the sign-ins after the two accounts were made (the helper uses the admin
+    // service layer, which records each creation).
+    assert_eq!(
+        kinds(&all),
+        [
+            "sign_in.succeeded",
+            "sign_in.succeeded",
+            "sign_in.failed",
+            "sign_in.succeeded",
+            "user.created",
+            "user.created"
+        ]
+    );
     // The same rows as the store gives.
     let stored: Vec<Value> = events(&app, None).await.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
     assert_eq!(all, stored);
@@ -308,37 +321,37 @@ async fn the_audit_command_filters_by_user_and_type_and_refuses_unknown_types() 
     assert_eq!(all[0]["user_agent"], AGENT);
 
     // By user: by email or by sub, the same events.
-    let anns = audit(&app.db, &["--user", "ann@example.com"]);
+    let anns = audit(&app.db, &["--user", "ann@example.com"]).await;
     assert_eq!(kinds(&anns), ["sign_in.succeeded", "sign_in.failed", "sign_in.succeeded"]);
     assert!(anns.iter().all(|e| e["user_sub"] == ann.sub.as_str()));
-    assert_eq!(audit(&app.db, &["--user", &ann.sub]), anns);
+    assert_eq!(audit(&app.db, &["--user", &ann.sub]).await, anns);
     let ids = |events: &[Value]| events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&anns), [all[0]["id"].clone(), all[2]["id"].clone(), all[3]["id"].clone()]);
-    let bobs = audit(&app.db, &["--user", &bob.email]);
+    let bobs = audit(&app.db, &["--user", &bob.email]).await;
     assert_eq!(bobs.len(), 1);
     assert_eq!(bobs[0]["id"], all[1]["id"]);
     // By type, and both at once, and a limit (the newest are kept).
-    let failed = audit(&app.db, &["--type", "sign_in.failed"]);
+    let failed = audit(&app.db, &["--type", "sign_in.failed"]).await;
     assert_eq!(kinds(&failed), ["sign_in.failed"]);
     assert_eq!(failed[0]["detail"]["reason"], "wrong_password");
-    assert_eq!(audit(&app.db, &["--user", "ann@example.com", "--type", "sign_in.failed"]), failed);
-    assert_eq!(audit(&app.db, &["--type", "sign_in.succeeded"]).len(), 3);
-    let newest = audit(&app.db, &["--user", "ann@example.com", "--type", "sign_in.succeeded", "--limit", "1"]);
+    assert_eq!(audit(&app.db, &["--user", "ann@example.com", "--type", "sign_in.failed"]).await, failed);
+    assert_eq!(audit(&app.db, &["--type", "sign_in.succeeded"]).await.len(), 3);
+    let newest = audit(&app.db, &["--user", "ann@example.com", "--type", "sign_in.succeeded", "--limit", "1"]).await;
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0]["id"], all[0]["id"]);
-    assert_eq!(audit(&app.db, &["--limit", "2"]), all[..2]);
-    assert!(audit(&app.db, &["--user", &bob.sub, "--type", "sign_in.failed"]).is_empty());
-    assert!(audit(&app.db, &["--type", "password.changed"]).is_empty(), "a known type with no events: []");
+    assert_eq!(audit(&app.db, &["--limit", "2"]).await, all[..2]);
+    assert!(audit(&app.db, &["--user", &bob.sub, "--type", "sign_in.failed"]).await.is_empty());
+    assert!(audit(&app.db, &["--type", "password.changed"]).await.is_empty(), "a known type with no events: []");
 
     // Refused: an unknown type (not silently an empty list), an unknown user.
-    let unknown = latchkey(&app.db, &["audit", "--type", "sign_in.bogus"]);
+    let unknown = latchkey(&app.db, &["audit", "--type", "sign_in.bogus"]).await;
     assert!(!unknown.status.success());
     assert_ne!(unknown.status.code(), Some(0));
     assert!(unknown.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("unknown event type `sign_in.bogus`"), "{stderr}");
     assert!(stderr.contains("sign_in.succeeded"), "the known types are listed: {stderr}");
-    let nobody = latchkey(&app.db, &["audit", "--user", "nobody@example.com"]);
+    let nobody = latchkey(&app.db, &["audit", "--user", "nobody@example.com"]).await;
     assert!(!nobody.status.success());
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user"), "{}", String::from_utf8_lossy(&nobody.stderr));
 }
@@ -436,14 +449,14 @@ async fn second_factor_events_are_recorded() {
 
     // An admin reset from the command line.
     enrol_totp(&app, &other).await;
-    let reset = json_out(&latchkey(&app.db, &["user", "mfa-reset", "ann@example.com"]));
+    let reset = json_out(&latchkey(&app.db, &["user", "mfa-reset", "ann@example.com"]).await);
     assert_eq!(reset["had_mfa"], true);
-    let events_cli = audit(&app.db, &["--type", "mfa.reset"]);
+    let events_cli = audit(&app.db, &["--type", "mfa.reset"]).await;
     assert_eq!(events_cli.len(), 1);
     assert_eq!(events_cli[0]["user_sub"], ann.sub.as_str());
     assert_eq!(events_cli[0]["detail"], json!({ "by": "cli", "had_mfa": true }));
     assert_eq!(events_cli[0]["ip"], Value::Null);
-    let anns = audit(&app.db, &["--user", "ann@example.com"]);
+    let anns = audit(&app.db, &["--user", "ann@example.com"]).await;
     let mut kinds_seen: Vec<&str> = kinds(&anns);
     kinds_seen.sort_unstable();
     kinds_seen.dedup();
@@ -456,7 +469,8 @@ async fn second_factor_events_are_recorded() {
             "mfa.reset",
             "recovery_code.used",
             "recovery_codes.generated",
-            "sign_in.succeeded"
+            "sign_in.succeeded",
+            "user.created"
         ]
     );
 }

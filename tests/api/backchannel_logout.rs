@@ -170,7 +170,7 @@ async fn a_password_reset_a_disable_and_a_withdrawn_consent_each_log_the_app_out
 
     let disabled = app.user("disabled@example.com").await;
     sign_in(&app, &browser(), &client, &disabled.email).await;
-    let output = latchkey_cli(&app.db, &["user", "disable", &disabled.email], &[], None);
+    let output = latchkey_cli(&app.db, &["user", "disable", &disabled.email], &[], None).await;
     cli_json(&output);
     let second = rp.wait_for(2).await;
     assert_eq!(verify_logout_token(&app, &second[1], &client.id).await["sub"], disabled.sub.as_str());
@@ -271,12 +271,14 @@ async fn registration_checks_the_uri_and_discovery_advertises_support() {
         ],
         &[],
         None,
-    );
+    )
+    .await;
     let created = cli_json(&output);
     assert_eq!(created["backchannel_logout_uri"], "https://rp.example/backchannel?x=1");
     assert_eq!(created["backchannel_logout_session_required"], true);
     let id = created["client_id"].as_str().unwrap();
-    let updated = cli_json(&latchkey_cli(&app.db, &["client", "update", id, "--no-backchannel-logout"], &[], None));
+    let updated =
+        cli_json(&latchkey_cli(&app.db, &["client", "update", id, "--no-backchannel-logout"], &[], None).await);
     assert_eq!(updated["backchannel_logout_uri"], Value::Null);
     assert_eq!(updated["backchannel_logout_session_required"], false);
 

@@ -6,12 +6,12 @@ use serde_json::Value;
 
 use crate::helpers::{cli_json, fresh_database, latchkey_cli, TestDatabase};
 
-fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
-    latchkey_cli(db, args, &[], None)
+async fn latchkey(db: &TestDatabase, args: &[&str]) -> Output {
+    latchkey_cli(db, args, &[], None).await
 }
 
-fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
-    latchkey_cli(db, args, &[], Some(stdin))
+async fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
+    latchkey_cli(db, args, &[], Some(stdin)).await
 }
 
 fn json_out(output: &Output) -> Value {
@@ -25,21 +25,24 @@ fn stderr(output: &Output) -> String {
 #[tokio::test]
 async fn client_lifecycle_through_the_cli() {
     let db = fresh_database().await;
-    let created = json_out(&latchkey(
-        &db,
-        &[
-            "client",
-            "create",
-            "--name",
-            "Billing",
-            "--scope",
-            "invoices:read",
-            "--role",
-            "billing",
-            "--audience",
-            "https://api.example.com",
-        ],
-    ));
+    let created = json_out(
+        &latchkey(
+            &db,
+            &[
+                "client",
+                "create",
+                "--name",
+                "Billing",
+                "--scope",
+                "invoices:read",
+                "--role",
+                "billing",
+                "--audience",
+                "https://api.example.com",
+            ],
+        )
+        .await,
+    );
     let id = created["client_id"].as_str().unwrap().to_string();
     let secret = created["client_secret"].as_str().unwrap().to_string();
     assert_eq!(secret.len(), 43, "256-bit secret, base64url");
@@ -49,24 +52,24 @@ async fn client_lifecycle_through_the_cli() {
     assert_eq!(created["roles"], serde_json::json!(["billing"]));
     assert_eq!(created["audience"], "https://api.example.com");
 
-    let shown = json_out(&latchkey(&db, &["client", "show", &id]));
+    let shown = json_out(&latchkey(&db, &["client", "show", &id]).await);
     assert_eq!(shown["client_id"], id.as_str());
     assert!(shown.get("client_secret").is_none(), "the secret is shown only at creation");
-    assert!(!String::from_utf8_lossy(&latchkey(&db, &["client", "show", &id]).stdout).contains(&secret));
+    assert!(!String::from_utf8_lossy(&latchkey(&db, &["client", "show", &id]).await.stdout).contains(&secret));
 
-    let listed = json_out(&latchkey(&db, &["client", "list"]));
+    let listed = json_out(&latchkey(&db, &["client", "list"]).await);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert!(!listed.to_string().contains(&secret));
 
-    let rotated = json_out(&latchkey(&db, &["client", "rotate-secret", &id]));
+    let rotated = json_out(&latchkey(&db, &["client", "rotate-secret", &id]).await);
     assert_ne!(rotated["client_secret"].as_str().unwrap(), secret);
 
-    let disabled = json_out(&latchkey(&db, &["client", "disable", &id]));
+    let disabled = json_out(&latchkey(&db, &["client", "disable", &id]).await);
     assert_eq!(disabled["disabled"], true);
-    assert_eq!(json_out(&latchkey(&db, &["client", "show", &id]))["disabled"], true);
+    assert_eq!(json_out(&latchkey(&db, &["client", "show", &id]).await)["disabled"], true);
 
-    json_out(&latchkey(&db, &["client", "delete", &id]));
-    let gone = latchkey(&db, &["client", "show", &id]);
+    json_out(&latchkey(&db, &["client", "delete", &id]).await);
+    let gone = latchkey(&db, &["client", "show", &id]).await;
     assert!(!gone.status.success());
     assert!(stderr(&gone).contains("no client with id"), "{}", stderr(&gone));
 }
@@ -74,14 +77,17 @@ async fn client_lifecycle_through_the_cli() {
 #[tokio::test]
 async fn public_app_client_has_no_secret() {
     let db = fresh_database().await;
-    let created = json_out(&latchkey(
-        &db,
-        &["client", "create", "--name", "SPA", "--public", "--redirect-uri", "http://127.0.0.1:5173/cb"],
-    ));
+    let created = json_out(
+        &latchkey(
+            &db,
+            &["client", "create", "--name", "SPA", "--public", "--redirect-uri", "http://127.0.0.1:5173/cb"],
+        )
+        .await,
+    );
     assert!(created.get("client_secret").is_none());
     assert_eq!(created["type"], "public");
     assert_eq!(created["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
-    let rotate = latchkey(&db, &["client", "rotate-secret", created["client_id"].as_str().unwrap()]);
+    let rotate = latchkey(&db, &["client", "rotate-secret", created["client_id"].as_str().unwrap()]).await;
     assert!(!rotate.status.success());
 }
 
@@ -99,16 +105,16 @@ async fn registration_refuses_unsafe_redirect_uris() {
         ("https://user:pw@app.example.com/cb", "user information"),
     ];
     for (uri, expected) in cases {
-        let out = latchkey(&db, &["client", "create", "--name", "bad", "--redirect-uri", uri]);
+        let out = latchkey(&db, &["client", "create", "--name", "bad", "--redirect-uri", uri]).await;
         assert!(!out.status.success(), "{uri} must be refused");
         assert!(out.stdout.is_empty(), "nothing on stdout for a refused registration");
         let err = stderr(&out);
         assert!(err.contains(expected), "{uri}: {err}");
     }
-    let listed = json_out(&latchkey(&db, &["client", "list"]));
+    let listed = json_out(&latchkey(&db, &["client", "list"]).await);
     assert_eq!(listed, serde_json::json!([]), "nothing was stored");
     for ok in ["https://app.example.com/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb", "com.example.app:/cb"] {
-        json_out(&latchkey(&db, &["client", "create", "--name", "ok", "--redirect-uri", ok]));
+        json_out(&latchkey(&db, &["client", "create", "--name", "ok", "--redirect-uri", ok]).await);
     }
 }
 
@@ -128,7 +134,7 @@ async fn other_invalid_registrations_say_why() {
     ] {
         let mut all = vec!["client", "create", "--name", "x"];
         all.extend(args);
-        let out = latchkey(&db, &all);
+        let out = latchkey(&db, &all).await;
         assert!(!out.status.success());
         assert!(stderr(&out).contains(expected), "{all:?}: {}", stderr(&out));
     }
@@ -163,7 +169,7 @@ async fn a_bad_setting_stops_the_program_naming_the_setting() {
 async fn migrate_runs_and_is_idempotent() {
     let db = fresh_database().await;
     for _ in 0..2 {
-        let out = latchkey(&db, &["migrate"]);
+        let out = latchkey(&db, &["migrate"]).await;
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }
@@ -236,21 +242,24 @@ async fn serve_creates_its_master_key_logs_json_and_stops_on_sigterm() {
 #[tokio::test]
 async fn user_lifecycle_through_the_cli() {
     let db = fresh_database().await;
-    let created = json_out(&latchkey_stdin(
-        &db,
-        &[
-            "user",
-            "create",
-            "--email",
-            "Ann@Example.com",
-            "--name",
-            "Ann Example",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        "  correct horse battery staple  \n",
-    ));
+    let created = json_out(
+        &latchkey_stdin(
+            &db,
+            &[
+                "user",
+                "create",
+                "--email",
+                "Ann@Example.com",
+                "--name",
+                "Ann Example",
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            "  correct horse battery staple  \n",
+        )
+        .await,
+    );
     let sub = created["sub"].as_str().unwrap().to_string();
     assert_eq!(sub.len(), 22);
     assert!(sub.chars().all(|c| c.is_ascii_alphanumeric()), "sub is opaque and never the email");
@@ -258,27 +267,29 @@ async fn user_lifecycle_through_the_cli() {
     assert_eq!(created["roles"], serde_json::json!(["admin"]));
     assert!(!created.to_string().contains("argon2"), "the hash is never printed");
 
-    let by_email = json_out(&latchkey(&db, &["user", "show", "ANN@example.com"]));
+    let by_email = json_out(&latchkey(&db, &["user", "show", "ANN@example.com"]).await);
     assert_eq!(by_email["sub"], sub.as_str());
 
     let duplicate = latchkey_stdin(
         &db,
         &["user", "create", "--email", "ann@example.com", "--password-stdin"],
         "another password\n",
-    );
+    )
+    .await;
     assert!(!duplicate.status.success());
     assert!(stderr(&duplicate).contains("exists already"), "{}", stderr(&duplicate));
 
-    let short = latchkey_stdin(&db, &["user", "create", "--email", "bob@example.com", "--password-stdin"], "short\n");
+    let short =
+        latchkey_stdin(&db, &["user", "create", "--email", "bob@example.com", "--password-stdin"], "short\n").await;
     assert!(!short.status.success());
     assert!(stderr(&short).contains("at least 8 characters"), "{}", stderr(&short));
     let huge = "x".repeat(1025) + "\n";
-    let long = latchkey_stdin(&db, &["user", "create", "--email", "bob@example.com", "--password-stdin"], &huge);
+    let long = latchkey_stdin(&db, &["user", "create", "--email", "bob@example.com", "--password-stdin"], &huge).await;
     assert!(stderr(&long).contains("at most 1024 bytes"), "{}", stderr(&long));
 
-    let with_role = json_out(&latchkey(&db, &["user", "add-role", &sub, "billing"]));
+    let with_role = json_out(&latchkey(&db, &["user", "add-role", &sub, "billing"]).await);
     assert_eq!(with_role["roles"], serde_json::json!(["admin", "billing"]));
-    let without = json_out(&latchkey(&db, &["user", "remove-role", &sub, "admin"]));
+    let without = json_out(&latchkey(&db, &["user", "remove-role", &sub, "admin"]).await);
     assert_eq!(without["roles"], serde_json::json!(["billing"]));
 
     // Set the clock of the last change back, so "it moved" can't pass by standing still within
@@ -290,17 +301,18 @@ async fn user_lifecycle_through_the_cli() {
         &[crate::helpers::SqlValue::Int(long_ago), crate::helpers::SqlValue::Text(&sub)],
     )
     .await;
-    let changed =
-        json_out(&latchkey_stdin(&db, &["user", "set-password", &sub, "--password-stdin"], "a brand new passphrase\n"));
+    let changed = json_out(
+        &latchkey_stdin(&db, &["user", "set-password", &sub, "--password-stdin"], "a brand new passphrase\n").await,
+    );
     assert!(changed["password_changed_at"].as_i64().unwrap() >= created["password_changed_at"].as_i64().unwrap());
     assert!(changed["password_changed_at"].as_i64().unwrap() > long_ago, "{changed}");
 
-    let disabled = json_out(&latchkey(&db, &["user", "disable", &sub]));
+    let disabled = json_out(&latchkey(&db, &["user", "disable", &sub]).await);
     assert_eq!(disabled["disabled"], true);
-    let listed = json_out(&latchkey(&db, &["user", "list"]));
+    let listed = json_out(&latchkey(&db, &["user", "list"]).await);
     assert_eq!(listed.as_array().unwrap().len(), 1);
 
-    let missing = latchkey(&db, &["user", "show", "nobody@example.com"]);
+    let missing = latchkey(&db, &["user", "show", "nobody@example.com"]).await;
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("no user"), "{}", stderr(&missing));
 }
@@ -313,13 +325,13 @@ async fn logs_to_a_pipe_are_plain_and_free_of_database_notices() {
     let db = fresh_database().await;
     let info = [("LATCHKEY_LOG_LEVEL", "info")];
     for _ in 0..2 {
-        let output = latchkey_cli(&db, &["migrate"], &info, None);
+        let output = latchkey_cli(&db, &["migrate"], &info, None).await;
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains('\u{1b}'), "colour codes in piped logs: {stderr:?}");
         assert!(!stderr.contains("already exists"), "a database notice at info: {stderr}");
     }
-    let output = latchkey_cli(&db, &["client", "create", "--name", "svc", "--scope", "read"], &info, None);
+    let output = latchkey_cli(&db, &["client", "create", "--name", "svc", "--scope", "read"], &info, None).await;
     cli_json(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("client.created"), "the audit line is logged at info: {stderr}");

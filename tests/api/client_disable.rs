@@ -25,8 +25,8 @@ async fn userinfo(app: &TestApp, access_token: &str) -> (u16, String) {
 }
 
 /// Runs `latchkey client <command> <id>` as an operator would, on the server's database.
-fn client_command(app: &TestApp, command: &str, id: &str) -> Value {
-    cli_json(&latchkey_cli(&app.db, &["client", command, id], &[], None))
+async fn client_command(app: &TestApp, command: &str, id: &str) -> Value {
+    cli_json(&latchkey_cli(&app.db, &["client", command, id], &[], None).await)
 }
 
 async fn disabled_or_deleted_client_ends_its_grants(command: &str) {
@@ -40,7 +40,7 @@ async fn disabled_or_deleted_client_ends_its_grants(command: &str) {
     let (other_access, other_refresh) = tokens(&app, &other, "ann@example.com").await;
     assert_eq!(userinfo(&app, &access).await.0, 200);
 
-    client_command(&app, command, &doomed.id);
+    client_command(&app, command, &doomed.id).await;
 
     let (status, challenge) = userinfo(&app, &access).await;
     assert_eq!(status, 401, "the {command}d client's access token still works");
@@ -51,7 +51,7 @@ async fn disabled_or_deleted_client_ends_its_grants(command: &str) {
     assert_eq!(userinfo(&app, &other_access).await.0, 200);
     let (status, body) = app.refresh(&other, &other_refresh, None).await;
     assert_eq!(status, 200, "{body}");
-    let events = cli_json(&latchkey_cli(&app.db, &["audit", "--type", &format!("client.{command}d")], &[], None));
+    let events = cli_json(&latchkey_cli(&app.db, &["audit", "--type", &format!("client.{command}d")], &[], None).await);
     assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
 }
 
@@ -73,6 +73,6 @@ async fn deleting_a_client_forgets_the_consent_given_to_it() {
     let client = app.web_app(false).await;
     tokens(&app, &client, "ann@example.com").await;
     assert!(app.state.store().find_consent(&user.sub, &client.id).await.unwrap().is_some());
-    client_command(&app, "delete", &client.id);
+    client_command(&app, "delete", &client.id).await;
     assert_eq!(app.state.store().find_consent(&user.sub, &client.id).await.unwrap(), None);
 }

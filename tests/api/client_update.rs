@@ -8,20 +8,20 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn cli(db: &TestDatabase, args: &[&str]) -> std::process::Output {
-    latchkey_cli(db, args, &[], None)
+async fn cli(db: &TestDatabase, args: &[&str]) -> std::process::Output {
+    latchkey_cli(db, args, &[], None).await
 }
 
-fn update(db: &TestDatabase, id: &str, flags: &[&str]) -> Value {
+async fn update(db: &TestDatabase, id: &str, flags: &[&str]) -> Value {
     let mut args = vec!["client", "update", id];
     args.extend_from_slice(flags);
-    cli_json(&cli(db, &args))
+    cli_json(&cli(db, &args).await)
 }
 
-fn refused(db: &TestDatabase, id: &str, flags: &[&str], says: &str) {
+async fn refused(db: &TestDatabase, id: &str, flags: &[&str], says: &str) {
     let mut args = vec!["client", "update", id];
     args.extend_from_slice(flags);
-    let output = cli(db, &args);
+    let output = cli(db, &args).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{flags:?} was accepted");
     assert!(stderr.contains(says), "{flags:?}: {stderr}");
@@ -30,10 +30,13 @@ fn refused(db: &TestDatabase, id: &str, flags: &[&str], says: &str) {
 #[tokio::test]
 async fn every_field_can_be_changed_in_place() {
     let db = fresh_database().await;
-    let created = cli_json(&cli(
-        &db,
-        &["client", "create", "--name", "Shop", "--redirect-uri", "https://shop.example/cb", "--role", "buyer"],
-    ));
+    let created = cli_json(
+        &cli(
+            &db,
+            &["client", "create", "--name", "Shop", "--redirect-uri", "https://shop.example/cb", "--role", "buyer"],
+        )
+        .await,
+    );
     let id = created["client_id"].as_str().unwrap().to_string();
     let secret = created["client_secret"].as_str().unwrap().to_string();
 
@@ -93,20 +96,20 @@ async fn every_field_can_be_changed_in_place() {
         (vec!["--require-mfa", "true"], "require_mfa", json!(true)),
     ];
     for (flags, field, expected) in steps {
-        let shown = update(&db, &id, &flags);
+        let shown = update(&db, &id, &flags).await;
         assert_eq!(shown[field], expected, "{flags:?}");
         assert_eq!(shown["client_id"], id.as_str());
         assert!(shown.get("client_secret").is_none(), "the secret is never shown again");
     }
     // One event per update that changed something, naming what changed.
-    let events = cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"]));
+    let events = cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"]).await);
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 21);
     assert_eq!(events[0]["detail"]["changed"], json!(["require_mfa"]), "newest first");
     // An update that changes nothing records nothing.
-    update(&db, &id, &["--name", "Shop 2"]);
+    update(&db, &id, &["--name", "Shop 2"]).await;
     assert_eq!(
-        cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"])).as_array().unwrap().len(),
+        cli_json(&cli(&db, &["audit", "--type", "client.updated", "--limit", "100"]).await).as_array().unwrap().len(),
         21
     );
 
@@ -122,39 +125,39 @@ async fn every_field_can_be_changed_in_place() {
 async fn an_update_is_validated_like_create_and_changes_nothing_when_refused() {
     let db = fresh_database().await;
     let created =
-        cli_json(&cli(&db, &["client", "create", "--name", "App", "--redirect-uri", "https://app.example/cb"]));
+        cli_json(&cli(&db, &["client", "create", "--name", "App", "--redirect-uri", "https://app.example/cb"]).await);
     let id = created["client_id"].as_str().unwrap().to_string();
-    let public = cli_json(&cli(
-        &db,
-        &["client", "create", "--name", "SPA", "--public", "--redirect-uri", "http://127.0.0.1:9/cb"],
-    ));
+    let public = cli_json(
+        &cli(&db, &["client", "create", "--name", "SPA", "--public", "--redirect-uri", "http://127.0.0.1:9/cb"]).await,
+    );
     let public_id = public["client_id"].as_str().unwrap().to_string();
-    let before = cli_json(&cli(&db, &["client", "show", &id]));
+    let before = cli_json(&cli(&db, &["client", "show", &id]).await);
 
-    refused(&db, &id, &["--add-redirect-uri", "javascript:alert(1)"], "");
-    refused(&db, &id, &["--add-redirect-uri", "http://app.example/cb"], "");
-    refused(&db, &id, &["--add-redirect-uri", "https://app.example/cb#frag"], "");
-    refused(&db, &id, &["--remove-redirect-uri", "https://app.example/cb"], "needs at least one --redirect-uri");
-    refused(&db, &id, &["--remove-redirect-uri", "https://app.example/other"], "no redirect URI");
-    refused(&db, &id, &["--add-grant-type", "password"], "unknown grant type");
-    refused(&db, &id, &["--remove-grant-type", "authorization_code"], "refresh_token grant only comes with");
-    refused(&db, &id, &["--id-token-alg", "HS256"], "unsupported signing algorithm");
-    refused(&db, &id, &["--add-role", "two words"], "role");
-    refused(&db, &id, &["--name", " "], "name must be");
-    refused(&db, &id, &["--add-allowed-origin", "http://spa.example"], "allowed origin");
-    refused(&db, &id, &["--add-allowed-origin", "https://spa.example/app"], "allowed origin");
-    refused(&db, &id, &["--add-allowed-origin", "null"], "allowed origin");
+    refused(&db, &id, &["--add-redirect-uri", "javascript:alert(1)"], "").await;
+    refused(&db, &id, &["--add-redirect-uri", "http://app.example/cb"], "").await;
+    refused(&db, &id, &["--add-redirect-uri", "https://app.example/cb#frag"], "").await;
+    refused(&db, &id, &["--remove-redirect-uri", "https://app.example/cb"], "needs at least one --redirect-uri").await;
+    refused(&db, &id, &["--remove-redirect-uri", "https://app.example/other"], "no redirect URI").await;
+    refused(&db, &id, &["--add-grant-type", "password"], "unknown grant type").await;
+    refused(&db, &id, &["--remove-grant-type", "authorization_code"], "refresh_token grant only comes with").await;
+    refused(&db, &id, &["--id-token-alg", "HS256"], "unsupported signing algorithm").await;
+    refused(&db, &id, &["--add-role", "two words"], "role").await;
+    refused(&db, &id, &["--name", " "], "name must be").await;
+    refused(&db, &id, &["--add-allowed-origin", "http://spa.example"], "allowed origin").await;
+    refused(&db, &id, &["--add-allowed-origin", "https://spa.example/app"], "allowed origin").await;
+    refused(&db, &id, &["--add-allowed-origin", "null"], "allowed origin").await;
     refused(
         &db,
         &public_id,
         &["--add-grant-type", "client_credentials"],
         "public client cannot use client_credentials",
-    );
-    refused(&db, "no-such-client", &["--name", "x"], "no client");
+    )
+    .await;
+    refused(&db, "no-such-client", &["--name", "x"], "no client").await;
     // A refused update in the middle of valid changes stores none of them.
-    refused(&db, &id, &["--name", "Renamed", "--add-grant-type", "password"], "unknown grant type");
-    assert_eq!(cli_json(&cli(&db, &["client", "show", &id])), before, "nothing changed");
-    let events = cli_json(&cli(&db, &["audit", "--type", "client.updated"]));
+    refused(&db, &id, &["--name", "Renamed", "--add-grant-type", "password"], "unknown grant type").await;
+    assert_eq!(cli_json(&cli(&db, &["client", "show", &id]).await), before, "nothing changed");
+    let events = cli_json(&cli(&db, &["audit", "--type", "client.updated"]).await);
     assert!(events.as_array().unwrap().is_empty());
 }
 

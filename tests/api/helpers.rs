@@ -469,15 +469,18 @@ impl TestApp {
 
 /// The `latchkey` binary as an operator runs it, on `db`: a clean environment, cheap argon2id
 /// through settings, `env` for anything else (a master key, say), `stdin` for --password-stdin.
-pub fn latchkey_cli(
+pub async fn latchkey_cli(
     db: &TestDatabase,
     args: &[&str],
     env: &[(&str, &str)],
     stdin: Option<&str>,
 ) -> std::process::Output {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    // Waited for without blocking the thread: the server under test runs on this test's
+    // runtime, and a blocked thread would stall it mid-transaction, so that the command's
+    // write waited out SQLite's busy timeout ("database is locked").
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
     command
         .args(args)
         .env_clear()
@@ -492,10 +495,10 @@ pub fn latchkey_cli(
         .stderr(Stdio::piped());
     let mut child = command.spawn().expect("run latchkey");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).await.unwrap();
     }
     drop(child.stdin.take());
-    child.wait_with_output().expect("latchkey exits")
+    child.wait_with_output().await.expect("latchkey exits")
 }
 
 /// Standard output as JSON, after checking the command succeeded.

@@ -307,12 +307,15 @@ async fn a_client_introspects_its_own_refresh_tokens() {
 #[tokio::test]
 async fn a_resource_server_is_registered_with_the_cli_without_grant_types() {
     let app = spawn_app().await;
-    let created = cli_json(&latchkey_cli(
-        &app.db,
-        &["client", "create", "--name", "orders api", "--introspect", "--audience", "https://orders.example"],
-        &[],
-        None,
-    ));
+    let created = cli_json(
+        &latchkey_cli(
+            &app.db,
+            &["client", "create", "--name", "orders api", "--introspect", "--audience", "https://orders.example"],
+            &[],
+            None,
+        )
+        .await,
+    );
     assert_eq!(created["introspect"], true);
     assert_eq!(created["grant_types"], json!([]));
     assert_eq!(created["redirect_uris"], json!([]));
@@ -322,14 +325,17 @@ async fn a_resource_server_is_registered_with_the_cli_without_grant_types() {
     let (status, _, body) = app.post_token(&[("grant_type", "client_credentials")], Some((id, secret))).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
     // `--grant-type none` says the same explicitly; a service is introspect: false.
-    let explicit = cli_json(&latchkey_cli(
-        &app.db,
-        &["client", "create", "--name", "api 2", "--introspect", "--grant-type", "none"],
-        &[],
-        None,
-    ));
+    let explicit = cli_json(
+        &latchkey_cli(
+            &app.db,
+            &["client", "create", "--name", "api 2", "--introspect", "--grant-type", "none"],
+            &[],
+            None,
+        )
+        .await,
+    );
     assert_eq!(explicit["grant_types"], json!([]));
-    let service = cli_json(&latchkey_cli(&app.db, &["client", "create", "--name", "svc"], &[], None));
+    let service = cli_json(&latchkey_cli(&app.db, &["client", "create", "--name", "svc"], &[], None).await);
     assert_eq!(
         (service["introspect"].clone(), service["grant_types"].clone()),
         (json!(false), json!(["client_credentials"]))
@@ -339,7 +345,8 @@ async fn a_resource_server_is_registered_with_the_cli_without_grant_types() {
         &["client", "create", "--name", "spa", "--public", "--introspect", "--redirect-uri", "http://127.0.0.1:9/cb"],
         &[],
         None,
-    );
+    )
+    .await;
     assert!(!refused.status.success(), "a public client cannot introspect");
     // The one the CLI made introspects tokens for its audience.
     let (status, _, raw) = post_introspect(&app, Some((id, secret)), "a.b.c").await;

@@ -19,7 +19,8 @@ async fn an_invited_person_sets_a_password_and_signs_in_with_a_verified_address(
         &["user", "invite", "--email", "Invitee@Example.com", "--name", "Ivy Invitee", "--role", "editor"],
         &env,
         None,
-    );
+    )
+    .await;
     let printed = cli_json(&output);
     assert_eq!(printed["user"]["email"], "invitee@example.com");
     assert_eq!(printed["user"]["created_via"], "invited");
@@ -72,16 +73,16 @@ async fn inviting_again_replaces_the_link_and_an_existing_account_is_refused() {
     let (app, smtp) = spawn_mail_app(|s| s.registration = latchkey::config::Registration::Invite).await;
     let master = app.settings.master_key.expose().to_string();
     let env = [("LATCHKEY_MASTER_KEY", master.as_str()), ("LATCHKEY_ISSUER", app.address.as_str())];
-    cli_json(&latchkey_cli(&app.db, &["user", "invite", "--email", "twice@example.com"], &env, None));
+    cli_json(&latchkey_cli(&app.db, &["user", "invite", "--email", "twice@example.com"], &env, None).await);
     let first = smtp.nth("twice@example.com", 1).await.token(&format!("{}/invitation", app.address));
-    cli_json(&latchkey_cli(&app.db, &["user", "invite", "--email", "twice@example.com"], &env, None));
+    cli_json(&latchkey_cli(&app.db, &["user", "invite", "--email", "twice@example.com"], &env, None).await);
     let second = smtp.nth("twice@example.com", 2).await.token(&format!("{}/invitation", app.address));
     assert_eq!(set_password_by_link_status(&app, &first).await, 410, "the newer invitation voids the older");
     assert_eq!(set_password_by_link_status(&app, &second).await, 200);
     assert_eq!(query_i64(&app.db, "SELECT COUNT(*) FROM users", &[]).await, Some(1));
 
     app.user("member@example.com").await;
-    let refused = latchkey_cli(&app.db, &["user", "invite", "--email", "member@example.com"], &env, None);
+    let refused = latchkey_cli(&app.db, &["user", "invite", "--email", "member@example.com"], &env, None).await;
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("a user with email member@example.com exists already"));
     assert_eq!(outbox_rows(&app, "member@example.com").await, 0);
@@ -90,7 +91,7 @@ async fn inviting_again_replaces_the_link_and_an_existing_account_is_refused() {
         set_password_by_link(&app, &browser(), "/invitation", &second, NEW_PASSWORD).await.status().as_u16(),
         303
     );
-    let again = latchkey_cli(&app.db, &["user", "invite", "--email", "twice@example.com"], &env, None);
+    let again = latchkey_cli(&app.db, &["user", "invite", "--email", "twice@example.com"], &env, None).await;
     assert!(!again.status.success());
 }
 
@@ -98,20 +99,26 @@ async fn inviting_again_replaces_the_link_and_an_existing_account_is_refused() {
 async fn admin_made_accounts_can_be_marked_verified() {
     let app = spawn_app().await;
     let env: [(&str, &str); 0] = [];
-    let made = cli_json(&latchkey_cli(
-        &app.db,
-        &["user", "create", "--email", "vouched@example.com", "--password-stdin", "--email-verified"],
-        &env,
-        Some(&format!("{NEW_PASSWORD}\n")),
-    ));
+    let made = cli_json(
+        &latchkey_cli(
+            &app.db,
+            &["user", "create", "--email", "vouched@example.com", "--password-stdin", "--email-verified"],
+            &env,
+            Some(&format!("{NEW_PASSWORD}\n")),
+        )
+        .await,
+    );
     assert_eq!(made["email_verified"], true);
     assert_eq!(made["created_via"], "admin");
-    let plain = cli_json(&latchkey_cli(
-        &app.db,
-        &["user", "create", "--email", "plain@example.com", "--password-stdin"],
-        &env,
-        Some(&format!("{NEW_PASSWORD}\n")),
-    ));
+    let plain = cli_json(
+        &latchkey_cli(
+            &app.db,
+            &["user", "create", "--email", "plain@example.com", "--password-stdin"],
+            &env,
+            Some(&format!("{NEW_PASSWORD}\n")),
+        )
+        .await,
+    );
     assert_eq!(plain["email_verified"], false);
     // An admin-made account signs in unverified, as before issue 12.
     assert_eq!(try_sign_in(&app, "plain@example.com", NEW_PASSWORD).await.status().as_u16(), 303);

@@ -260,41 +260,41 @@ async fn a_revoked_key_fails_its_tokens_and_a_replacement_signs_at_once() {
 }
 
 /// The binary on the app's database, with its master key (rotate and revoke seal or open keys).
-fn keys_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    latchkey_cli(&app.db, args, &[("LATCHKEY_MASTER_KEY", app.settings.master_key.expose())], None)
+async fn keys_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    latchkey_cli(&app.db, args, &[("LATCHKEY_MASTER_KEY", app.settings.master_key.expose())], None).await
 }
 
 /// The operator's commands: list (table and JSON), rotate, and revoke only with --yes.
 #[tokio::test]
 async fn keys_cli_lists_rotates_and_revokes_with_confirmation() {
     let app = spawn_app().await;
-    let list = keys_cli(&app, &["keys", "list", "--json"]);
+    let list = keys_cli(&app, &["keys", "list", "--json"]).await;
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
     let keys: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 2);
     assert!(keys.as_array().unwrap().iter().all(|k| k["status"] == "active" && k["activates_at"].is_i64()));
 
-    let rotated = keys_cli(&app, &["keys", "rotate"]);
+    let rotated = keys_cli(&app, &["keys", "rotate"]).await;
     assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
     let published: Value = serde_json::from_slice(&rotated.stdout).unwrap();
     assert_eq!(published.as_array().unwrap().len(), 2);
     assert!(published.as_array().unwrap().iter().all(|k| k["status"] == "next"));
-    let table = keys_cli(&app, &["keys", "list"]);
+    let table = keys_cli(&app, &["keys", "list"]).await;
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.starts_with("KID"), "{table}");
     assert_eq!(table.matches(" next ").count(), 2, "{table}");
 
     let kid = keys[0]["kid"].as_str().unwrap();
-    let refused = keys_cli(&app, &["keys", "revoke", kid]);
+    let refused = keys_cli(&app, &["keys", "revoke", kid]).await;
     assert!(!refused.status.success(), "revoke needs --yes");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("WARNING"));
     assert_eq!(stored(&app).await.len(), 4, "nothing was revoked");
-    let revoked = keys_cli(&app, &["keys", "revoke", kid, "--yes"]);
+    let revoked = keys_cli(&app, &["keys", "revoke", kid, "--yes"]).await;
     assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
     let out: Value = serde_json::from_slice(&revoked.stdout).unwrap();
     assert_eq!(out["revoked"]["kid"], kid);
     assert_eq!(out["replacement"]["status"], "active");
     assert!(!stored(&app).await.iter().any(|k| k.kid == kid));
-    let unknown = keys_cli(&app, &["keys", "revoke", "no-such-kid", "--yes"]);
+    let unknown = keys_cli(&app, &["keys", "revoke", "no-such-kid", "--yes"]).await;
     assert!(!unknown.status.success());
 }

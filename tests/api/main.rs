@@ -6,6 +6,8 @@
 
 mod helpers;
 
+mod admin_api;
+mod admin_schemathesis;
 mod apply;
 mod audit;
 mod authorize_errors;

@@ -763,7 +763,7 @@ async fn mfa_reset_from_the_cli() {
     .await;
     assert!(after.starts_with("/login/mfa?rid="), "enrolled: {after}");
 
-    let reset = latchkey_cli(&app.db, &["user", "mfa-reset", "ANN@example.com"], &[], None);
+    let reset = latchkey_cli(&app.db, &["user", "mfa-reset", "ANN@example.com"], &[], None).await;
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
     let out: Value = serde_json::from_slice(&reset.stdout).unwrap();
     assert_eq!(out, json!({ "sub": user.sub, "email": "ann@example.com", "mfa_reset": true, "had_mfa": true }));
@@ -771,10 +771,10 @@ async fn mfa_reset_from_the_cli() {
     assert_eq!(app.state.store().recovery_codes_left(&user.sub).await.unwrap(), 0);
     assert_eq!(submit_password(&app, &browser(), "/login?next=account", &user.email).await, "/account");
 
-    let again = latchkey_cli(&app.db, &["user", "mfa-reset", "ann@example.com"], &[], None);
+    let again = latchkey_cli(&app.db, &["user", "mfa-reset", "ann@example.com"], &[], None).await;
     let out: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(out["had_mfa"], false, "nothing left to reset");
-    let unknown = latchkey_cli(&app.db, &["user", "mfa-reset", "nobody@example.com"], &[], None);
+    let unknown = latchkey_cli(&app.db, &["user", "mfa-reset", "nobody@example.com"], &[], None).await;
     assert!(!unknown.status.success());
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("no user"),

@@ -163,12 +163,15 @@ async fn without_smtp_url_messages_go_to_the_log() {
 #[tokio::test]
 async fn the_real_binary_without_smtp_warns_and_logs_usable_links() {
     let db = fresh_database().await;
-    cli_json(&latchkey_cli(
-        &db,
-        &["user", "create", "--email", "dev@example.com", "--password-stdin"],
-        &[],
-        Some(&format!("{TEST_PASSWORD}\n")),
-    ));
+    cli_json(
+        &latchkey_cli(
+            &db,
+            &["user", "create", "--email", "dev@example.com", "--password-stdin"],
+            &[],
+            Some(&format!("{TEST_PASSWORD}\n")),
+        )
+        .await,
+    );
     let master = latchkey::secret::random_token(32);
     let server = crate::shutdown::Server::start_with(&db, &master, &[("LATCHKEY_REGISTRATION", "open")], None).await;
     assert!(

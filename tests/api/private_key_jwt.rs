@@ -212,9 +212,9 @@ async fn each_client_authenticates_only_the_way_it_registered() {
     assert_eq!(answer.status().as_u16(), 401);
     let assertion = es.sign(claims_for(&app, &secret_client.id, &app.token_url(), 60)).unwrap();
     assert_invalid_client(token_with_assertion(&app, &assertion).await, "assertion for a secret client");
-    let rotate = latchkey_cli(&app.db, &["client", "rotate-secret", &keyed], &[], None);
+    let rotate = latchkey_cli(&app.db, &["client", "rotate-secret", &keyed], &[], None).await;
     assert!(!rotate.status.success(), "no secret to rotate");
-    let shown = cli_json(&latchkey_cli(&app.db, &["client", "show", &keyed], &[], None));
+    let shown = cli_json(&latchkey_cli(&app.db, &["client", "show", &keyed], &[], None).await);
     assert_eq!(shown["token_endpoint_auth_method"], "private_key_jwt");
     assert_eq!(shown["jwks"]["keys"][0]["kid"], "k");
 }

@@ -122,12 +122,10 @@ impl Server {
 #[tokio::test]
 async fn sigterm_under_load_readiness_turns_503_no_request_fails_and_in_flight_work_completes() {
     let db = fresh_database().await;
-    let created = cli_json(&latchkey_cli(
-        &db,
-        &["client", "create", "--name", "svc", "--grant-type", "client_credentials"],
-        &[],
-        None,
-    ));
+    let created = cli_json(
+        &latchkey_cli(&db, &["client", "create", "--name", "svc", "--grant-type", "client_credentials"], &[], None)
+            .await,
+    );
     let (id, secret) =
         (created["client_id"].as_str().unwrap().to_string(), created["client_secret"].as_str().unwrap().to_string());
     let mut server = Server::start(&db, &latchkey::secret::random_token(32), &format!("{SHUTDOWN_DELAY_SECS}s")).await;

@@ -873,14 +873,14 @@ async fn admin_set_password_enforces_the_policy() {
     attempt(&app, &user.email, "maple quartz lantern drifts").await.assert_signed_in();
 }
 
-fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
-    latchkey_cli(db, args, &[], Some(stdin))
+async fn latchkey_stdin(db: &TestDatabase, args: &[&str], stdin: &str) -> Output {
+    latchkey_cli(db, args, &[], Some(stdin)).await
 }
 
 #[tokio::test]
 async fn the_user_commands_refuse_weak_passwords_and_say_why() {
     let db = fresh_database().await;
-    let create = |password: &str| {
+    let create = |password: &'static str| {
         latchkey_stdin(&db, &["user", "create", "--email", "ann@example.com", "--password-stdin"], password)
     };
     for (password, reason) in [
@@ -888,16 +888,17 @@ async fn the_user_commands_refuse_weak_passwords_and_say_why() {
         ("password1\n", "the password is too easy to guess"),
         ("ann@example.com\n", "the password is too easy to guess"),
     ] {
-        let output = create(password);
+        let output = create(password).await;
         assert!(!output.status.success(), "{password:?} was accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(reason), "{password:?}: {stderr}");
         assert!(output.stdout.is_empty());
     }
     // A password with spaces at both ends and Unicode in it is taken as typed.
-    let output = create("  Ünïcödé maple quartz lantern  \n");
+    let output = create("  Ünïcödé maple quartz lantern  \n").await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let output = latchkey_stdin(&db, &["user", "set-password", "ann@example.com", "--password-stdin"], "qwerty123\n");
+    let output =
+        latchkey_stdin(&db, &["user", "set-password", "ann@example.com", "--password-stdin"], "qwerty123\n").await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("the password is too easy to guess"));
 
