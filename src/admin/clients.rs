@@ -6,7 +6,7 @@ use super::actor::{record, Actor, Subject};
 use crate::audit::kind;
 use crate::domain::{AuthMethod, Client, ClientKind, NewClient};
 use crate::secret::{random_id, random_token, sha256};
-use crate::store::{AuditStore, ClientStore, StoreError};
+use crate::store::{AdminStore, AuditStore, ClientStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -261,4 +261,22 @@ pub async fn delete<S: ClientStore + AuditStore>(
     } else {
         Err(no_client(id))
     }
+}
+
+/// The most clients one page holds.
+pub const MAX_PAGE: i64 = 200;
+
+/// One page of clients in `client_id` order after `after` (the previous page's cursor); the
+/// second value is the cursor of the next page, `None` on the last.
+pub async fn page<S: AdminStore>(
+    store: &S,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<Client>, Option<String>), AdminError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let mut clients = store.page_clients(after, limit + 1).await?;
+    let more = clients.len() as i64 > limit;
+    clients.truncate(limit as usize);
+    let next = if more { clients.last().map(|c| c.id.clone()) } else { None };
+    Ok((clients, next))
 }

@@ -4,11 +4,12 @@
 
 use sqlx::Row;
 
+use super::clients::{client_from_row, COLUMNS as CLIENT_COLUMNS};
 use super::grants::grant_from_row;
 use super::logout::Ending;
 use super::users::{user_from_row, COLUMNS};
 use super::{AdminStore, Backend, Store, StoreResult};
-use crate::domain::{Grant, SessionSummary, User};
+use crate::domain::{Client, Grant, SessionSummary, User};
 
 /// What a stored session says about its sign-in (the session's data as DbSessionStore writes
 /// it; `user` as the web layer keeps it: `sub`, `sid`, `auth_time`, `amr`).
@@ -36,6 +37,13 @@ fn prefix_end(prefix: &str) -> String {
 }
 
 impl AdminStore for Store {
+    async fn page_clients(&self, after_id: Option<&str>, limit: i64) -> StoreResult<Vec<Client>> {
+        // A range of the primary key from the start ('' sorts first) or after the cursor.
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id > $1 ORDER BY id LIMIT $2");
+        let rows = self.sql(&sql).bind(after_id.unwrap_or("").to_string()).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
     async fn page_users(
         &self,
         email_prefix: Option<&str>,

@@ -39,7 +39,8 @@ impl AuditStore for Store {
 
     async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
         // Newest first. Only the filters given become conditions, so each query is one of a few
-        // fixed shapes, each served by an index (user_sub, id), (event, id) or (client_id, id).
+        // fixed shapes, each served by the primary key or an index (user_sub, id), (event, id)
+        // or (client_id, id).
         let mut conditions = Vec::new();
         let mut n = 0;
         let mut next = || {
@@ -55,23 +56,20 @@ impl AuditStore for Store {
         if filter.event.is_some() {
             conditions.push(format!("event = {}", next()));
         }
-        if filter.before_id.is_some() {
-            conditions.push(format!("id < {}", next()));
-        }
+        // Always bounded by id, the first page below the largest: the unfiltered newest-first
+        // page is then a range of the primary key, never a scan of the table.
+        conditions.push(format!("id < {}", next()));
         let limit = next();
-        let condition =
-            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
-            "SELECT id, at, event, user_sub, client_id, ip, user_agent, detail FROM audit_events {condition} \
-             ORDER BY id DESC LIMIT {limit}"
+            "SELECT id, at, event, user_sub, client_id, ip, user_agent, detail FROM audit_events WHERE {} \
+             ORDER BY id DESC LIMIT {limit}",
+            conditions.join(" AND ")
         );
         let mut query = self.sql(&sql);
         for value in [&filter.user_sub, &filter.client_id, &filter.event].into_iter().flatten() {
             query = query.bind(value.clone());
         }
-        if let Some(before) = filter.before_id {
-            query = query.bind(before);
-        }
+        query = query.bind(filter.before_id.unwrap_or(i64::MAX));
         let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }

@@ -4,7 +4,7 @@ use sqlx::Row;
 use super::{ClientStore, Store, StoreError, StoreResult};
 use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
 
-const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
+pub(super) const COLUMNS: &str = "id, name, kind, secret_hash, first_party, redirect_uris, post_logout_redirect_uris, \
      grant_types, scopes, roles, audience, id_token_alg, require_mfa, introspect, created_at, disabled_at, \
      allowed_origins, backchannel_logout_uri, backchannel_logout_session_required, jwks, jwks_uri";
 
@@ -20,7 +20,7 @@ fn parse_list(id: &str, column: &str, raw: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(raw).map_err(|e| corrupt(id, format!("{column}: {e}")))
 }
 
-fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
+pub(super) fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
     let id: String = row.try_get("id")?;
     let kind = match row.try_get::<String, _>("kind")?.as_str() {
         "confidential" => ClientKind::Confidential,

@@ -407,6 +407,9 @@ pub trait AuditStore: Send + Sync {
 
 /// What the admin API reads and changes beyond the CLI's operations (issue 13 item 1).
 pub trait AdminStore: Send + Sync {
+    /// Clients in id order after `after_id`; at most `limit`.
+    fn page_clients(&self, after_id: Option<&str>, limit: i64)
+        -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
     /// Users in byte order of their email, after `after_email`, whose email starts with
     /// `email_prefix`; at most `limit`.
     fn page_users(

@@ -356,6 +356,27 @@ async fn users_are_searched_and_paged_with_cursors() {
     assert_eq!(next.body["next_cursor"], Value::Null);
     let none = call(&app, Method::GET, "/admin/v1/users?search=zed", Some(&token), None).await;
     assert_eq!((none.body["items"].clone(), none.body["next_cursor"].clone()), (json!([]), Value::Null));
+
+    // Clients page the same way, in client_id order.
+    for n in 0..4 {
+        let body = json!({"name": format!("svc {n}")});
+        assert_eq!(call(&app, Method::POST, "/admin/v1/clients", Some(&token), Some(body)).await.status, 201);
+    }
+    let mut ids = Vec::new();
+    let mut path = "/admin/v1/clients?limit=2".to_string();
+    loop {
+        let page = call(&app, Method::GET, &path, Some(&token), None).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        ids.extend(page.body["items"].as_array().unwrap().iter().map(|c| c["client_id"].as_str().unwrap().to_string()));
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/admin/v1/clients?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 5, "four services and the admin client: {ids:?}");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
 }
 
 #[tokio::test]

@@ -1,28 +1,40 @@
 //! `/admin/v1/clients`: register, list, show, change, rotate the secret, disable, delete.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::problem::Problem;
-use super::request::{json_body, path, AdminRequest};
-use super::{double_option, CLIENTS_TAG};
+use super::request::{json_body, path, query, AdminRequest};
+use super::{cursor, double_option, uncursor, CLIENTS_TAG};
 use crate::admin::access::Need;
 use crate::admin::clients::{self, ClientUpdate};
 use crate::admin::views::ClientView;
 use crate::domain::{is_admin_scope, NewClient};
 use crate::state::{unix_now, AppState};
 
-/// Every registered client.
+/// One page of clients, in `client_id` order.
 #[derive(Serialize, ToSchema)]
-pub struct ClientList {
+pub struct ClientPage {
     pub items: Vec<ClientView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClientQuery {
+    /// At most this many (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// A client just registered; `client_secret` is shown this once (confidential clients that
@@ -138,13 +150,26 @@ fn edits(current: &[String], wanted: Option<Vec<String>>) -> (Vec<String>, Vec<S
 }
 
 #[utoipa::path(get, path = "/admin/v1/clients", tag = CLIENTS_TAG, operation_id = "listClients",
-    security(("admin_token" = ["latchkey:admin.read"])),
-    responses((status = 200, body = ClientList), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 503, body = Problem)))]
-pub async fn list_clients(State(state): State<AppState>, request: AdminRequest) -> Result<Json<ClientList>, Problem> {
+    security(("admin_token" = ["latchkey:admin.read"])), params(ClientQuery),
+    responses((status = 200, body = ClientPage), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn list_clients(
+    State(state): State<AppState>,
+    request: AdminRequest,
+    q: Result<Query<ClientQuery>, QueryRejection>,
+) -> Result<Json<ClientPage>, Problem> {
     request.authorize(&state, Need::Read).await?;
-    let all = crate::store::ClientStore::list_clients(state.store()).await?;
-    Ok(Json(ClientList { items: all.iter().map(ClientView::from).collect() }))
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=clients::MAX_PAGE).contains(&limit) {
+        return Err(Problem::bad_request(format!("limit must be between 1 and {}", clients::MAX_PAGE)));
+    }
+    let after = q.cursor.as_deref().map(uncursor).transpose()?;
+    let (page, next) = clients::page(state.store(), after.as_deref(), limit).await?;
+    Ok(Json(ClientPage {
+        items: page.iter().map(ClientView::from).collect(),
+        next_cursor: next.as_deref().map(cursor),
+    }))
 }
 
 #[utoipa::path(post, path = "/admin/v1/clients", tag = CLIENTS_TAG, operation_id = "createClient",
