@@ -60,6 +60,9 @@ enum Command {
         #[arg(long)]
         prune: bool,
     },
+    /// Print the admin API's OpenAPI 3.1 document (as served at /admin/v1/openapi.json) for
+    /// this configuration's issuer, e.g. to generate a client without a running server.
+    Openapi,
     /// Recent security events (newest first) as a JSON array.
     Audit {
         /// Only this user's events (sub or email).
@@ -687,6 +690,10 @@ fn main() -> ExitCode {
             Command::Apply { file, dry_run, prune } => run_apply(&settings, &file, dry_run, prune).await,
             Command::Keys(command) => run_keys(&settings, command).await,
             Command::Audit { user, event, limit } => run_audit(&settings, user, event, limit).await,
+            Command::Openapi => {
+                println!("{}", latchkey::endpoints::admin::openapi_json(&settings.issuer));
+                Ok(())
+            }
         }
     });
     match result {

@@ -55,7 +55,8 @@ pub async fn create<S: UserStore + AuditStore>(
     let (email, name, roles) = identity(&new.email, new.name.as_deref(), &new.roles)?;
     let inputs: Vec<&str> = std::iter::once(email.as_str()).chain(name.as_deref()).collect();
     hasher.check_policy(&new.password, &inputs).map_err(invalid)?;
-    let password_hash = hasher.hash(&new.password).await.map_err(invalid)?;
+    // The policy was checked above; a failure here is the hasher's, not the input's.
+    let password_hash = hasher.hash(&new.password).await.map_err(|e| AdminError::Unavailable(e.to_string()))?;
     let user = User {
         sub: random_id(22),
         email,
@@ -129,7 +130,7 @@ pub async fn set_password<S: UserStore + AuditStore>(
     let user = show(store, sub_or_email).await?;
     let inputs: Vec<&str> = std::iter::once(user.email.as_str()).chain(user.name.as_deref()).collect();
     hasher.check_policy(password, &inputs).map_err(invalid)?;
-    let hash = hasher.hash(password).await.map_err(invalid)?;
+    let hash = hasher.hash(password).await.map_err(|e| AdminError::Unavailable(e.to_string()))?;
     if !store.change_password(&user.sub, &hash, now).await? {
         return Err(AdminError::NotFound(format!("no user `{sub_or_email}`")));
     }
@@ -311,4 +312,38 @@ pub async fn set_roles<S: UserStore + AuditStore>(
         record(store, actor, kind::USER_ROLES_CHANGED, Subject::User(&user.sub), detail, now).await;
     }
     show(store, &user.sub).await
+}
+
+/// What an admin changes about a user in one request: `name` (`Some(None)` removes it) and
+/// `roles` (replaced).
+#[derive(Clone, Debug, Default)]
+pub struct UserChanges {
+    pub name: Option<Option<String>>,
+    pub roles: Option<Vec<String>>,
+}
+
+/// Applies [`UserChanges`] all or nothing: every value is checked before anything is written.
+pub async fn update<S: UserStore + AdminStore + AuditStore>(
+    store: &S,
+    sub_or_email: &str,
+    changes: UserChanges,
+    actor: &Actor,
+    now: i64,
+) -> Result<User, AdminError> {
+    let mut user = show(store, sub_or_email).await?;
+    if let Some(Some(name)) = &changes.name {
+        validate_name(name).map_err(invalid)?;
+    }
+    if let Some(roles) = &changes.roles {
+        for role in roles {
+            validate_role(role).map_err(invalid)?;
+        }
+    }
+    if let Some(name) = changes.name {
+        user = rename(store, &user.sub, name.as_deref(), actor, now).await?;
+    }
+    if let Some(roles) = changes.roles {
+        user = set_roles(store, &user.sub, &roles, actor, now).await?;
+    }
+    Ok(user)
 }

@@ -229,14 +229,32 @@ async fn only_admin_tokens_for_the_admin_audience_get_in() {
     // The write scope reads too.
     assert_eq!(call(&app, Method::GET, "/admin/v1/audit-events", Some(&token), None).await.status, 200);
 
-    // Admin scopes come alone, only to services, and only with client credentials.
+    // Admin scopes come alone, only to services, and only with client credentials. A service
+    // registered for both kinds gets each kind in its own token, never both in one.
+    let both = cli_json(
+        &latchkey_cli(
+            &app.db,
+            &["client", "create", "--name", "both", "--scope", ADMIN, "--scope", "orders:read"],
+            &[],
+            None,
+        )
+        .await,
+    );
+    let both = (both["client_id"].as_str().unwrap().to_string(), both["client_secret"].as_str().unwrap().to_string());
     let (status, _, body) = app
         .post_token(
             &[("grant_type", "client_credentials"), ("scope", "latchkey:admin orders:read")],
-            Some((&ops.0, &ops.1)),
+            Some((&both.0, &both.1)),
         )
         .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("granted alone"), "{body}");
+    let orders = token_for(&app, &both, Some("orders:read")).await;
+    assert_eq!(jwt_part(&orders, 1)["aud"], app.address.as_str());
+    call(&app, Method::GET, "/admin/v1/clients", Some(&orders), None).await.assert_problem(401);
+    let admin_only = token_for(&app, &both, Some(ADMIN)).await;
+    assert_eq!(jwt_part(&admin_only, 1)["aud"], format!("{}/admin/v1", app.address));
+    assert_eq!(call(&app, Method::GET, "/admin/v1/clients", Some(&admin_only), None).await.status, 200);
     let refused = latchkey_cli(
         &app.db,
         &[
@@ -307,6 +325,7 @@ async fn bad_requests_are_problem_details() {
         answer.assert_problem(status);
     }
     call(&app, Method::GET, "/admin/v1/clients/nope", Some(&token), None).await.assert_problem(404);
+    call(&app, Method::GET, "/admin/v1/no-such-thing", Some(&token), None).await.assert_problem(404);
     call(&app, Method::GET, "/admin/v1/users/nobody@example.com", Some(&token), None).await.assert_problem(404);
     call(&app, Method::GET, "/admin/v1/users?limit=0", Some(&token), None).await.assert_problem(400);
     call(&app, Method::GET, "/admin/v1/users?limit=x", Some(&token), None).await.assert_problem(400);
@@ -418,6 +437,11 @@ async fn users_are_managed_and_their_grants_and_sessions_ended() {
     let removed = call(&app, Method::DELETE, &format!("{user_path}/roles/billing"), Some(&token), None).await;
     assert_eq!(removed.body["roles"], json!(["ops", "staff"]));
     call(&app, Method::DELETE, &format!("{user_path}/roles/billing"), Some(&token), None).await.assert_problem(422);
+    // All or nothing: a bad role leaves the name as it was.
+    let half = json!({"name": "Someone Else", "roles": ["has space"]});
+    call(&app, Method::PATCH, &user_path, Some(&token), Some(half)).await.assert_problem(422);
+    let unchanged = call(&app, Method::GET, &user_path, Some(&token), None).await;
+    assert_eq!(unchanged.body["name"], "Ann B");
     let renamed = call(&app, Method::PATCH, &user_path, Some(&token), Some(json!({"name": null}))).await;
     assert_eq!(renamed.body["name"], Value::Null);
 
@@ -439,6 +463,17 @@ async fn users_are_managed_and_their_grants_and_sessions_ended() {
     assert_eq!(items[0]["amr"], json!(["pwd"]));
     let session_id = items[0]["id"].as_str().unwrap().to_string();
 
+    // Another user's path can't reach them: 404, and they stay live.
+    let bob = json!({"email": "bob@example.com", "password": TEST_PASSWORD});
+    assert_eq!(call(&app, Method::POST, "/admin/v1/users", Some(&token), Some(bob)).await.status, 201);
+    let bobs = "/admin/v1/users/bob@example.com";
+    call(&app, Method::DELETE, &format!("{bobs}/grants/{grant_id}"), Some(&token), None).await.assert_problem(404);
+    call(&app, Method::DELETE, &format!("{bobs}/sessions/{session_id}"), Some(&token), None).await.assert_problem(404);
+    let (status, body) = app.refresh(&web, refresh, None).await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    let refresh = refresh.as_str();
+    assert_eq!(b.get(app.url("/account")).send().await.unwrap().status().as_u16(), 200, "still signed in");
     // Revoking the grant ends its refresh token and access token.
     let revoked = call(&app, Method::DELETE, &format!("{user_path}/grants/{grant_id}"), Some(&token), None).await;
     assert_eq!(revoked.status, 204);
@@ -577,4 +612,67 @@ async fn the_openapi_document_describes_every_route_served() {
     }
     operations.sort();
     assert_eq!(operations.len(), 24, "{operations:#?}");
+    // `latchkey openapi` prints the same document for the same issuer, without a server.
+    let printed = latchkey_cli(&app.db, &["openapi"], &[("LATCHKEY_ISSUER", &app.settings.issuer)], None).await;
+    assert_eq!(cli_json(&printed), doc);
+}
+
+/// `token` with its claims edited and signed again with the server's own key (the one that
+/// signed it), so only the rule under test can refuse it.
+async fn resigned(app: &TestApp, token: &str, edit: impl FnOnce(&mut Value)) -> String {
+    use latchkey::store::KeyStore;
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let kid = header.kid.clone().unwrap();
+    let records = app.state.store().list_keys().await.unwrap();
+    let record = records.iter().find(|r| r.kid == kid).unwrap();
+    let der = latchkey::keys::seal::open(app.state.master_key(), &record.sealed_private_key, record.kid.as_bytes())
+        .unwrap()
+        .to_vec();
+    let key = match header.alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_der(&der),
+        _ => jsonwebtoken::EncodingKey::from_ec_der(&der),
+    };
+    let mut claims = jwt_part(token, 1);
+    edit(&mut claims);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn a_revoked_expired_or_user_token_is_refused_even_when_signed_by_us() {
+    let app = spawn_app().await;
+    let client = admin_client(&app, ADMIN).await;
+    let token = token_for(&app, &client, None).await;
+    assert_eq!(call(&app, Method::GET, "/admin/v1/keys", Some(&token), None).await.status, 200);
+    // The control: the same claims signed again still get in.
+    let same = resigned(&app, &token, |_| {}).await;
+    assert_eq!(call(&app, Method::GET, "/admin/v1/keys", Some(&same), None).await.status, 200);
+    // Expired a few seconds ago: inside the verifier's allowance for clock skew, but our clock
+    // decides here.
+    let now = latchkey::state::unix_now();
+    let expired = resigned(&app, &token, |c| {
+        c["iat"] = json!(now - 65);
+        c["exp"] = json!(now - 5);
+    })
+    .await;
+    let answer = call(&app, Method::GET, "/admin/v1/keys", Some(&expired), None).await;
+    answer.assert_problem(401);
+    assert!(answer.body["detail"].as_str().unwrap().contains("expired"), "{}", answer.body);
+    // A user's subject with the admin audience and scope (no grant could mint it): refused.
+    let for_user = resigned(&app, &token, |c| c["sub"] = json!("some-user-sub")).await;
+    let answer = call(&app, Method::GET, "/admin/v1/keys", Some(&for_user), None).await;
+    answer.assert_problem(401);
+    assert!(answer.body["detail"].as_str().unwrap().contains("client credentials"), "{}", answer.body);
+    // The client revokes its own token (RFC 7009): refused at once.
+    let revoked = app
+        .http
+        .post(app.url("/revoke"))
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    let answer = call(&app, Method::GET, "/admin/v1/keys", Some(&token), None).await;
+    answer.assert_problem(401);
+    assert!(answer.body["detail"].as_str().unwrap().contains("revoked"), "{}", answer.body);
 }

@@ -178,3 +178,66 @@ async fn the_sealed_successor_is_kept_only_for_the_window() {
     let (status, body) = app.refresh(&client, &newest, None).await;
     assert_eq!(status, 200, "the token itself lives on: {body}");
 }
+
+/// The grace rule at its edges, through the store with a chosen `now` (mutation testing of
+/// `store/grants.rs`, issue 10): a repeat within the window gets the same successor only while
+/// the grant is live — neither revoked nor at its absolute end — and only before the window
+/// closes. Each case is set behind the server's back and is the only thing that differs from
+/// the control.
+#[tokio::test]
+async fn the_grace_window_ends_with_the_grant_and_at_its_own_last_second() {
+    use latchkey::domain::{RefreshRotation, Successor};
+    let app = spawn_app().await;
+    let (_, client, tokens) = first_tokens(&app).await;
+    let first = text(&tokens, "refresh_token");
+    let (status, _) = app.refresh(&client, &first, None).await;
+    assert_eq!(status, 200);
+    let store = app.state.store();
+    let hash = sha256(&first);
+    let grant_id: String = {
+        let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+        let row = sqlx::query("SELECT grant_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash.to_vec())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        row.try_get(0).unwrap()
+    };
+    // Every time far from now: the window, the successor's life and the grant's all end at
+    // fixed points, so `now` below can sit exactly on an edge.
+    let now = unix_now() + 10;
+    let set = |sql: &'static str, value: i64| {
+        let db = &app.db;
+        let grant_id = grant_id.clone();
+        async move {
+            let values = [SqlValue::Int(value), SqlValue::Text(&grant_id)];
+            exec_sql(db, sql, &values).await;
+        }
+    };
+    set("UPDATE refresh_tokens SET sealed_until = $1 WHERE grant_id = $2 AND used_at IS NULL", now + 100).await;
+    set("UPDATE refresh_tokens SET expires_at = $1 WHERE grant_id = $2 AND used_at IS NULL", now + 1000).await;
+    set("UPDATE grants SET expires_at = $1 WHERE id = $2", now + 1000).await;
+    let client_id = client.id.as_str();
+    let hash = &hash;
+    let attempt = |at: i64| async move {
+        let successor = Successor { hash: sha256("never stored"), sealed: Some(b"x".to_vec()), sealed_until: at + 60 };
+        match store.rotate_refresh_token(hash, &successor, client_id, at, 3600).await.unwrap() {
+            RefreshRotation::Repeated { .. } => "repeated",
+            RefreshRotation::Reused { .. } => "reused",
+            RefreshRotation::Rotated { .. } => "rotated",
+            RefreshRotation::Invalid => "invalid",
+        }
+    };
+    // The control: inside the window, the grant live.
+    assert_eq!(attempt(now).await, "repeated");
+    assert_eq!(attempt(now + 99).await, "repeated", "the window's last second");
+    assert_eq!(attempt(now + 100).await, "reused", "the window has closed");
+    // The grant at its absolute end: not live, whatever the window says.
+    set("UPDATE grants SET expires_at = $1 WHERE id = $2", now).await;
+    assert_eq!(attempt(now).await, "reused", "a grant is over at its expires_at");
+    assert_eq!(attempt(now - 1).await, "repeated", "and live the second before");
+    // A revoked grant that has not expired: not live.
+    set("UPDATE grants SET expires_at = $1 WHERE id = $2", now + 1000).await;
+    set("UPDATE grants SET revoked_at = $1 WHERE id = $2", now - 5).await;
+    assert_eq!(attempt(now).await, "reused", "a revoked grant gets no repeat");
+}

@@ -175,7 +175,7 @@ pub async fn list_clients(
 #[utoipa::path(post, path = "/admin/v1/clients", tag = CLIENTS_TAG, operation_id = "createClient",
     security(("admin_token" = ["latchkey:admin"])), request_body = CreateClientRequest,
     responses((status = 201, body = CreatedClient), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn create_client(
     State(state): State<AppState>,
@@ -228,7 +228,7 @@ pub async fn get_client(
     request_body = UpdateClientRequest,
     responses((status = 200, body = ClientView), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn update_client(
     State(state): State<AppState>,
     request: AdminRequest,

@@ -111,7 +111,7 @@ fn complete(mut doc: utoipa::openapi::OpenApi, issuer: &str) -> utoipa::openapi:
     let mut scheme = OAuth2::new([flow]);
     scheme.description = Some(format!(
         "A client credentials access token for audience {}: register a client with \
-         `latchkey client create --name admin --scope {ADMIN_SCOPE}`",
+         `latchkey client create --name ops --scope {ADMIN_SCOPE}`",
         crate::admin::access::admin_audience(issuer)
     ));
     doc.components
@@ -149,6 +149,13 @@ pub fn router(issuer: &str) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         get(move || {
             let json = json.clone();
             async move { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response() }
+        }),
+    );
+    // Anything else under /admin/v1 is a problem too, not the site-wide 404.
+    let router = router.route(
+        "/admin/v1/{*rest}",
+        axum::routing::any(|| async {
+            Problem::new(axum::http::StatusCode::NOT_FOUND, "no such admin API operation (see /admin/v1/openapi.json)")
         }),
     );
     // Answers carry secrets and personal data: never cached (RFC 9111 §5.2.2.5).

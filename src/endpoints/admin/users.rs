@@ -132,7 +132,7 @@ pub async fn list_users(
 #[utoipa::path(post, path = "/admin/v1/users", tag = USERS_TAG, operation_id = "createUser",
     security(("admin_token" = ["latchkey:admin"])), request_body = CreateUserRequest,
     responses((status = 201, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -171,7 +171,7 @@ pub async fn get_user(
     security(("admin_token" = ["latchkey:admin"])), params(("sub" = String, Path, description = "the user's sub (an email address is accepted too)")),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn update_user(
     State(state): State<AppState>,
@@ -183,22 +183,16 @@ pub async fn update_user(
     let caller = request.authorize(&state, Need::Write).await?;
     let user = path(user)?;
     let u: UpdateUserRequest = json_body(&headers, body)?;
-    let now = unix_now();
-    let mut current = users::show(state.store(), &user).await?;
-    if let Some(name) = u.name {
-        current = users::rename(state.store(), &current.sub, name.as_deref(), &caller.actor, now).await?;
-    }
-    if let Some(roles) = u.roles {
-        current = users::set_roles(state.store(), &current.sub, &roles, &caller.actor, now).await?;
-    }
-    Ok(Json(UserView::from(&current)))
+    let changes = users::UserChanges { name: u.name, roles: u.roles };
+    let updated = users::update(state.store(), &user, changes, &caller.actor, unix_now()).await?;
+    Ok(Json(UserView::from(&updated)))
 }
 
 #[utoipa::path(post, path = "/admin/v1/users/{sub}/password", tag = USERS_TAG, operation_id = "setUserPassword",
     security(("admin_token" = ["latchkey:admin"])), params(("sub" = String, Path, description = "the user's sub (an email address is accepted too)")),
     request_body = SetPasswordRequest,
     responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn set_password(
     State(state): State<AppState>,
@@ -347,7 +341,7 @@ pub async fn end_session(
 #[utoipa::path(post, path = "/admin/v1/invitations", tag = USERS_TAG, operation_id = "inviteUser",
     security(("admin_token" = ["latchkey:admin"])), request_body = InvitationRequest,
     responses((status = 201, body = Invitation), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
         (status = 503, body = Problem)))]
 pub async fn invite(
     State(state): State<AppState>,
