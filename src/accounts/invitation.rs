@@ -35,7 +35,7 @@ pub async fn invite<S: UserStore + AccountStore>(
     let existing = store.find_user_by_email(&invitee.email).await?;
     let (user, is_new) = match existing {
         Some(user) if user.created_via == CreatedVia::Invited && !user.email_verified() => (user, false),
-        Some(_) => return Err(AccountError::Invalid(format!("a user with email {} exists already", invitee.email))),
+        Some(_) => return Err(AccountError::Taken),
         None => {
             let unusable = random_token(32);
             let password_hash = hasher.hash(&unusable).await.map_err(|e| AccountError::Unavailable(e.to_string()))?;
@@ -64,9 +64,7 @@ pub async fn invite<S: UserStore + AccountStore>(
     if is_new {
         match store.create_user_with_link(&user, &link.record, &message).await {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(AccountError::Invalid(format!("a user with email {} exists already", user.email)))
-            }
+            Err(StoreError::Conflict(_)) => return Err(AccountError::Taken),
             Err(e) => return Err(e.into()),
         }
     } else {

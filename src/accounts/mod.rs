@@ -28,7 +28,8 @@ pub enum AccountError {
     /// The link is unknown, used, expired, voided or its account disabled.
     #[error("the link is no longer valid")]
     DeadLink,
-    /// The new address belongs to another account now (email change).
+    /// The address belongs to another account (an email change, or an invitation to an
+    /// address that has an account other than an unaccepted invitation).
     #[error("the address belongs to another account")]
     Taken,
     /// The database, the hasher or a template failed; nothing was changed.

@@ -94,12 +94,12 @@ pub async fn invite<S: UserStore + AccountStore + AuditStore>(
     now: i64,
 ) -> Result<User, AdminError> {
     let (email, name, roles) = identity(&new.email, new.name.as_deref(), &new.roles)?;
-    let user = invitation::invite(store, hasher, letters, settings, NewInvitation { email, name, roles }, now)
-        .await
-        .map_err(|e| match e {
-            AccountError::Invalid(why) => AdminError::Invalid(why),
-            other => AdminError::Unavailable(other.to_string()),
-        })?;
+    let invitee = NewInvitation { email: email.clone(), name, roles };
+    let user = invitation::invite(store, hasher, letters, settings, invitee, now).await.map_err(|e| match e {
+        AccountError::Invalid(why) => AdminError::Invalid(why),
+        AccountError::Taken => AdminError::Conflict(format!("a user with email {email} exists already")),
+        other => AdminError::Unavailable(other.to_string()),
+    })?;
     let detail = json!({ "email": user.email });
     record(store, actor, kind::USER_INVITED, Subject::User(&user.sub), detail, now).await;
     Ok(user)

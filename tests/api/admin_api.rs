@@ -513,6 +513,9 @@ async fn users_are_managed_and_their_grants_and_sessions_ended() {
     assert_eq!(invited.status, 201, "{}", invited.body);
     assert_eq!(invited.body["user"]["created_via"], "invited");
     assert!(invited.body["invitation_expires_at"].as_i64().unwrap() > latchkey::state::unix_now());
+    // An address with an account of its own: a conflict, as for POST /users.
+    let taken = json!({"email": "ANN@example.com"});
+    call(&app, Method::POST, "/admin/v1/invitations", Some(&token), Some(taken)).await.assert_problem(409);
 
     let events = admin_events(&app, &token, &format!("user={sub}&limit=50")).await;
     let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();

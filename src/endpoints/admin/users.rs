@@ -341,7 +341,7 @@ pub async fn end_session(
 #[utoipa::path(post, path = "/admin/v1/invitations", tag = USERS_TAG, operation_id = "inviteUser",
     security(("admin_token" = ["latchkey:admin"])), request_body = InvitationRequest,
     responses((status = 201, body = Invitation), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
         (status = 503, body = Problem)))]
 pub async fn invite(
     State(state): State<AppState>,
