@@ -660,6 +660,15 @@ async fn a_revoked_expired_or_user_token_is_refused_even_when_signed_by_us() {
     let answer = call(&app, Method::GET, "/admin/v1/keys", Some(&expired), None).await;
     answer.assert_problem(401);
     assert!(answer.body["detail"].as_str().unwrap().contains("expired"), "{}", answer.body);
+    // `aud` as an array (RFC 7519 §4.1.3): naming the admin API among others gets in, naming
+    // only others does not.
+    let admin_audience = format!("{}/admin/v1", app.address);
+    let among = resigned(&app, &token, |c| c["aud"] = json!(["https://other.example", admin_audience])).await;
+    assert_eq!(call(&app, Method::GET, "/admin/v1/keys", Some(&among), None).await.status, 200);
+    let others = resigned(&app, &token, |c| c["aud"] = json!(["https://other.example", app.address])).await;
+    let answer = call(&app, Method::GET, "/admin/v1/keys", Some(&others), None).await;
+    answer.assert_problem(401);
+    assert!(answer.body["detail"].as_str().unwrap().contains("not meant for the admin API"), "{}", answer.body);
     // A user's subject with the admin audience and scope (no grant could mint it): refused.
     let for_user = resigned(&app, &token, |c| c["sub"] = json!("some-user-sub")).await;
     let answer = call(&app, Method::GET, "/admin/v1/keys", Some(&for_user), None).await;
