@@ -118,6 +118,25 @@ mod tests {
         assert!(limiter.retry_after(&a).is_some(), "still blocked");
     }
 
+    /// Housekeeping drops the blocks that have ended and keeps the rest (memory stays bounded
+    /// under a spray of addresses).
+    #[test]
+    fn forgetting_drops_ended_blocks_only() {
+        let limiter = IpFailureLimiter::new(3, 1);
+        let ended: IpAddr = "192.0.2.1".parse().unwrap();
+        let live: IpAddr = "192.0.2.2".parse().unwrap();
+        {
+            let mut blocked = limiter.blocked.lock().unwrap();
+            let now = Instant::now();
+            blocked.insert(ended, now.checked_sub(Duration::from_millis(5)).unwrap());
+            blocked.insert(live, now + Duration::from_secs(60));
+        }
+        limiter.forget_idle();
+        let blocked = limiter.blocked.lock().unwrap();
+        assert!(!blocked.contains_key(&ended));
+        assert!(blocked.contains_key(&live));
+    }
+
     #[test]
     fn client_auth_buckets_are_per_address_and_client() {
         let limiter = ClientAuthFailureLimiter::new(1, 1);

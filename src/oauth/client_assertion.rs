@@ -244,4 +244,46 @@ mod tests {
         assert!(matches!(check("a.b", &k1.jwks), Err(AssertionError::Malformed(_))));
         assert!(matches!(check(&"a.".repeat(MAX_ASSERTION_BYTES), &k1.jwks), Err(AssertionError::Malformed(_))));
     }
+
+    /// The size bound sits at 8 KiB exactly: an assertion of a few kilobytes (many claims, a
+    /// long kid) verifies; one byte past the bound is refused before any parsing.
+    #[test]
+    fn the_size_bound_is_eight_kib() {
+        let k = key("k1");
+        let padded = |pad: usize| {
+            let mut c = claims();
+            c["pad"] = json!("x".repeat(pad));
+            sign(&k, Some("k1"), &c)
+        };
+        let big = padded(3000);
+        assert!(big.len() > 4000 && big.len() < MAX_ASSERTION_BYTES, "{}", big.len());
+        assert!(check(&big, &k.jwks).is_ok());
+        let base = padded(0).len();
+        let at_bound = padded(0).len() + (MAX_ASSERTION_BYTES - base) / 4 * 3;
+        let mut pad = at_bound - base;
+        while padded(pad).len() > MAX_ASSERTION_BYTES {
+            pad -= 1;
+        }
+        while padded(pad + 1).len() <= MAX_ASSERTION_BYTES {
+            pad += 1;
+        }
+        assert!(check(&padded(pad), &k.jwks).is_ok(), "{} bytes", padded(pad).len());
+        let over = padded(pad + 1);
+        assert!(over.len() > MAX_ASSERTION_BYTES);
+        assert!(matches!(check(&over, &k.jwks), Err(AssertionError::Malformed(_))));
+    }
+
+    /// Only RSA and P-256 keys verify anything: a P-384 key (as a fetched jwks_uri may hold) is
+    /// never a candidate, so it can't be paired with ES256.
+    #[test]
+    fn only_rsa_and_p256_keys_have_an_algorithm() {
+        let p256 = key("k1");
+        assert_eq!(algorithm_of(&p256.jwks.keys[0]), Some(Algorithm::ES256));
+        let coordinate = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 48]);
+        let p384: Jwk = serde_json::from_value(json!({
+            "kty": "EC", "crv": "P-384", "x": coordinate, "y": coordinate, "kid": "k2"
+        }))
+        .unwrap();
+        assert_eq!(algorithm_of(&p384), None);
+    }
 }
