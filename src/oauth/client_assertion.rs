@@ -286,4 +286,27 @@ mod tests {
         .unwrap();
         assert_eq!(algorithm_of(&p384), None);
     }
+
+    /// Each way a header can bring its own key or key URL is refused on its own, with a good
+    /// signature by a registered key (RFC 8725 §3.10).
+    #[test]
+    fn every_header_that_brings_a_key_is_refused_alone() {
+        let k = key("k1");
+        assert!(check(&sign(&k, Some("k1"), &claims()), &k.jwks).is_ok(), "the control");
+        let with = |edit: &dyn Fn(&mut Header)| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("k1".into());
+            edit(&mut header);
+            encode(&header, &claims(), &k.encoding).unwrap()
+        };
+        let cases: [(&str, &dyn Fn(&mut Header)); 4] = [
+            ("jku", &|h| h.jku = Some("https://evil.example/jwks".into())),
+            ("jwk", &|h| h.jwk = Some(k.jwks.keys[0].clone())),
+            ("x5u", &|h| h.x5u = Some("https://evil.example/cert.pem".into())),
+            ("x5c", &|h| h.x5c = Some(vec!["MIIB".into()])),
+        ];
+        for (name, edit) in cases {
+            assert!(matches!(check(&with(edit), &k.jwks), Err(AssertionError::Refused(_))), "{name}");
+        }
+    }
 }
