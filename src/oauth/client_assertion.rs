@@ -246,30 +246,31 @@ mod tests {
     }
 
     /// The size bound sits at 8 KiB exactly: an assertion of a few kilobytes (many claims, a
-    /// long kid) verifies; one byte past the bound is refused before any parsing.
+    /// long kid) verifies, one of exactly 8,192 bytes too, and one byte more is refused before
+    /// any parsing.
     #[test]
     fn the_size_bound_is_eight_kib() {
-        let k = key("k1");
-        let padded = |pad: usize| {
+        let padded = |k: &Key, kid: &str, pad: usize| {
             let mut c = claims();
             c["pad"] = json!("x".repeat(pad));
-            sign(&k, Some("k1"), &c)
+            sign(k, Some(kid), &c)
         };
-        let big = padded(3000);
+        let k = key("k1");
+        let big = padded(&k, "k1", 3000);
         assert!(big.len() > 4000 && big.len() < MAX_ASSERTION_BYTES, "{}", big.len());
         assert!(check(&big, &k.jwks).is_ok());
-        let base = padded(0).len();
-        let at_bound = padded(0).len() + (MAX_ASSERTION_BYTES - base) / 4 * 3;
-        let mut pad = at_bound - base;
-        while padded(pad).len() > MAX_ASSERTION_BYTES {
-            pad -= 1;
-        }
-        while padded(pad + 1).len() <= MAX_ASSERTION_BYTES {
-            pad += 1;
-        }
-        assert!(check(&padded(pad), &k.jwks).is_ok(), "{} bytes", padded(pad).len());
-        let over = padded(pad + 1);
-        assert!(over.len() > MAX_ASSERTION_BYTES);
+        // Base64 lengths skip some values, so the kid's length is varied too until the whole
+        // assertion is exactly at the bound.
+        let exact = (1..8)
+            .find_map(|n| {
+                let kid = "k".repeat(n);
+                let k = key(&kid);
+                (5500..6200).map(|pad| padded(&k, &kid, pad)).find(|a| a.len() == MAX_ASSERTION_BYTES).map(|a| (k, a))
+            })
+            .expect("some kid and padding make exactly 8 KiB");
+        assert!(check(&exact.1, &exact.0.jwks).is_ok(), "exactly {} bytes", exact.1.len());
+        let over = padded(&k, "k1", 6200);
+        assert!(over.len() > MAX_ASSERTION_BYTES, "{}", over.len());
         assert!(matches!(check(&over, &k.jwks), Err(AssertionError::Malformed(_))));
     }
 
@@ -299,7 +300,8 @@ mod tests {
             edit(&mut header);
             encode(&header, &claims(), &k.encoding).unwrap()
         };
-        let cases: [(&str, &dyn Fn(&mut Header)); 4] = [
+        type Edit<'a> = &'a dyn Fn(&mut Header);
+        let cases: [(&str, Edit); 4] = [
             ("jku", &|h| h.jku = Some("https://evil.example/jwks".into())),
             ("jwk", &|h| h.jwk = Some(k.jwks.keys[0].clone())),
             ("x5u", &|h| h.x5u = Some("https://evil.example/cert.pem".into())),
