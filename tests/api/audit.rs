@@ -75,10 +75,12 @@ fn text_between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
 #[tokio::test]
 async fn sign_in_success_and_failure_are_recorded_with_address_and_user_agent() {
     let app = spawn_app().await;
+    // Before the account is made: making it is recorded too (`user.created`, by the helper's
+    // admin service call), and every event below must fall between these two times.
+    let started = unix_now();
     let ann = app.user("ann@example.com").await;
     let client = app.web_app(true).await;
     let b = browser_as(AGENT);
-    let started = unix_now();
 
     assert_eq!(sign_in(&app, &b, &ann.email, "not the password", None).await.0, 200);
     assert_eq!(sign_in(&app, &b, " Nobody@Example.com ", TEST_PASSWORD, None).await.0, 200);
