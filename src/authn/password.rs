@@ -291,6 +291,19 @@ mod tests {
         assert!(!h.verify("anything", None).await.unwrap().valid);
     }
 
+    /// The parts of the user's own email and name count as guessable words, not only the whole:
+    /// the two halves of an address's local part, swapped, are a weak password for that user
+    /// and a strong one for anybody else (the control).
+    #[test]
+    fn the_parts_of_the_users_own_email_are_guessable() {
+        let h = cheap();
+        let password = "wmbtkdxqvzrpl";
+        assert!(h.check_policy(password, &[]).is_ok(), "random-looking to a stranger");
+        assert!(h.check_policy(password, &["Nobody Else", "other@example.com"]).is_ok());
+        assert!(matches!(h.check_policy(password, &["xqvzrpl.wmbtkd@example.com"]), Err(PasswordError::TooWeak(_))));
+        assert!(matches!(h.check_policy(password, &["Xqvzrpl Wmbtkd"]), Err(PasswordError::TooWeak(_))));
+    }
+
     #[tokio::test]
     async fn policy_and_rehash() {
         let h = cheap();
