@@ -80,7 +80,7 @@ pub async fn authorize<S: ClientStore + RevocationStore>(
     if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= ctx.now) {
         return Err(Refusal::InvalidToken("the access token has expired"));
     }
-    if !audience_is(&claims, &crate::admin::access::admin_audience(ctx.issuer)) {
+    if !audience_is(&claims, &admin_audience(ctx.issuer)) {
         return Err(Refusal::InvalidToken("the access token is not meant for the admin API"));
     }
     let Some(client_id) = claims.get("client_id").and_then(Value::as_str) else {

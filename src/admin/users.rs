@@ -205,14 +205,8 @@ pub async fn change_roles<S: UserStore + AuditStore>(
         }
         roles.retain(|r| r != role);
     }
-    roles.sort();
-    roles.dedup();
-    if roles != user.roles {
-        store.set_roles(&user.sub, &roles, now).await?;
-        let detail = json!({ "added": add, "removed": remove, "roles": roles });
-        record(store, actor, kind::USER_ROLES_CHANGED, Subject::User(&user.sub), detail, now).await;
-    }
-    show(store, &user.sub).await
+    // One place writes roles and records the change: set_roles (sorts, drops repeats).
+    set_roles(store, &user.sub, &roles, actor, now).await
 }
 
 /// The most users one page holds.
