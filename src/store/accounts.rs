@@ -3,8 +3,8 @@
 //! link exactly one wins; the change it makes and the message it causes are written in the
 //! same transaction (shared/design.md, "Effects that leave the process").
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use super::db::Conn;
+use super::db::DbRow;
 
 use super::users::{user_from_row, COLUMNS};
 use super::{AccountStore, Store, StoreError, StoreResult};
@@ -12,7 +12,7 @@ use crate::domain::{EmailPurpose, EmailToken, OutboxMessage, User};
 
 const TOKEN_COLUMNS: &str = "token_hash, purpose, user_sub, email, resume, created_at, expires_at";
 
-fn token_from_row(row: &AnyRow, purpose: EmailPurpose) -> StoreResult<EmailToken> {
+fn token_from_row(row: &DbRow, purpose: EmailPurpose) -> StoreResult<EmailToken> {
     let raw: Vec<u8> = row.try_get("token_hash")?;
     let token_hash: [u8; 32] =
         raw.try_into().map_err(|_| StoreError::Corrupt("email token hash is not 32 bytes".into()))?;
@@ -28,7 +28,7 @@ fn token_from_row(row: &AnyRow, purpose: EmailPurpose) -> StoreResult<EmailToken
 }
 
 impl Store {
-    pub(super) async fn insert_outbox_on(&self, conn: &mut AnyConnection, m: &OutboxMessage) -> StoreResult<()> {
+    pub(super) async fn insert_outbox_on(&self, conn: &mut Conn, m: &OutboxMessage) -> StoreResult<()> {
         self.sql(
             "INSERT INTO outbox (id, kind, recipient, payload, created_at, attempts, next_attempt_at) \
              VALUES ($1, 'email', $2, $3, $4, 0, $4)",
@@ -43,7 +43,7 @@ impl Store {
     }
 
     /// A newer link voids the older ones of its purpose (issue 12 items 3 and 4).
-    async fn insert_token_on(&self, conn: &mut AnyConnection, t: &EmailToken) -> StoreResult<()> {
+    async fn insert_token_on(&self, conn: &mut Conn, t: &EmailToken) -> StoreResult<()> {
         self.sql("DELETE FROM email_tokens WHERE user_sub = $1 AND purpose = $2")
             .bind(&t.user_sub)
             .bind(t.purpose.as_str())
@@ -67,7 +67,7 @@ impl Store {
     /// user is refused (and rolled back with the rest).
     async fn use_token_on(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         token_hash: &[u8; 32],
         purpose: EmailPurpose,
         now: i64,
@@ -94,7 +94,7 @@ impl Store {
     /// address the link went to.
     async fn set_password_by_link_on(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut super::db::Tx,
         token: &EmailToken,
         password_hash: &str,
         now: i64,

@@ -2,8 +2,6 @@
 //! page at a time, a user's live grants and browser sessions, and ending one of them. Every
 //! statement is driven by an index (tests/api/query_plans.rs).
 
-use sqlx::Row;
-
 use super::clients::{client_from_row, COLUMNS as CLIENT_COLUMNS};
 use super::grants::grant_from_row;
 use super::logout::Ending;

@@ -1,10 +1,9 @@
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::db::DbRow;
 
 use super::{AuditStore, Store, StoreResult};
 use crate::audit::{AuditEvent, AuditFilter};
 
-fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
+fn event_from_row(row: &DbRow) -> StoreResult<AuditEvent> {
     let detail: Option<String> = row.try_get("detail")?;
     Ok(AuditEvent {
         id: row.try_get("id")?,

@@ -1,7 +1,5 @@
 //! Scope descriptions and roles, as `latchkey apply` declares them (issue 13 item 3).
 
-use sqlx::Row;
-
 use super::{CatalogStore, Store, StoreResult};
 
 impl CatalogStore for Store {
@@ -17,7 +15,7 @@ impl CatalogStore for Store {
             .bind(scope)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| r.try_get("description")).transpose().map_err(Into::into)
+        row.map(|r| r.try_get("description")).transpose()
     }
 
     async fn set_scope_description(&self, scope: &str, description: &str, now: i64) -> StoreResult<()> {

@@ -1,5 +1,4 @@
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::db::DbRow;
 
 use super::{ClientStore, Store, StoreError, StoreResult};
 use crate::domain::{Client, ClientKind, GrantType, RedirectUri, ScopeSet};
@@ -20,7 +19,7 @@ fn parse_list(id: &str, column: &str, raw: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(raw).map_err(|e| corrupt(id, format!("{column}: {e}")))
 }
 
-pub(super) fn client_from_row(row: &AnyRow) -> StoreResult<Client> {
+pub(super) fn client_from_row(row: &DbRow) -> StoreResult<Client> {
     let id: String = row.try_get("id")?;
     let kind = match row.try_get::<String, _>("kind")?.as_str() {
         "confidential" => ClientKind::Confidential,
@@ -196,12 +195,7 @@ impl Store {
     /// Issue 9 item 7: a disabled or deleted client's grants end with it, in the same
     /// transaction, so its users' access tokens stop at userinfo at once and its refresh tokens
     /// are dead even where a replica still has the client cached.
-    async fn revoke_grants_of_client(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        id: &str,
-        now: i64,
-    ) -> StoreResult<()> {
+    async fn revoke_grants_of_client(&self, tx: &mut super::db::Tx, id: &str, now: i64) -> StoreResult<()> {
         self.sql("UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(id)

@@ -3,13 +3,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{ConnectOptions, Executor};
 
+use super::db::Db;
 use super::statements::StatementLog;
 use super::{StoreError, StoreResult};
-
-/// Connections used at most on SQLite, whatever `database_max_connections` says.
-const SQLITE_MAX_CONNECTIONS: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -20,8 +18,10 @@ pub enum Backend {
 /// A handle on the database: cheap to clone, shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub(super) pool: AnyPool,
+    pub(super) pool: Db,
     backend: Backend,
+    /// The database URL, for the migration run (sqlx's migrator, on a connection of its own).
+    pub(super) url: String,
     /// What tests/api/query_plans.rs records (store/statements.rs); shared by clones.
     pub(super) log: Arc<StatementLog>,
 }
@@ -29,6 +29,31 @@ pub struct Store {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         let error = Self::classify(e);
+        crate::metrics::count_database_error(match &error {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Conflict(_) => "conflict",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Other(_) => "other",
+        });
+        error
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let error = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => {
+                // 2067 SQLITE_CONSTRAINT_UNIQUE, 1555 SQLITE_CONSTRAINT_PRIMARYKEY.
+                if matches!(f.extended_code, 2067 | 1555) {
+                    StoreError::Conflict(e.to_string())
+                } else if sqlite_unavailable(&f.extended_code.to_string()) {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Other(e.to_string())
+                }
+            }
+            _ => StoreError::Other(e.to_string()),
+        };
         crate::metrics::count_database_error(match &error {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Conflict(_) => "conflict",
@@ -111,7 +136,7 @@ impl Store {
     /// Connects (creating an SQLite file when needed). Does not run migrations.
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = if url.starts_with("sqlite:") {
+        if url.starts_with("sqlite:") {
             // Create the file on first start unless the URL says otherwise.
             let url = if url.contains("mode=") {
                 url.to_string()
@@ -120,19 +145,17 @@ impl Store {
             } else {
                 format!("{url}?mode=rwc")
             };
-            (Backend::Sqlite, url)
-        } else {
-            (Backend::Postgres, url.to_string())
-        };
-        let options = AnyConnectOptions::from_str(&url)
+            let conn = open_sqlite(&url)?;
+            return Ok(Self {
+                pool: Db::sqlite(conn, acquire_timeout)?,
+                backend: Backend::Sqlite,
+                url,
+                log: Arc::default(),
+            });
+        }
+        let options = AnyConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("database_url: {e}")))?
             .disable_statement_logging();
-        // SQLite has one writer at a time: with more connections, writers wait in SQLite's busy
-        // handler, which sleeps in steps of up to 100 ms. One connection, taking turns in the
-        // pool's queue, gave the same throughput with a max latency of 139 ms instead of 2.6 s
-        // (docs/benchmarks.md). Postgres gets the configured pool.
-        let max_connections =
-            if backend == Backend::Sqlite { max_connections.min(SQLITE_MAX_CONNECTIONS) } else { max_connections };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(0)
@@ -141,42 +164,29 @@ impl Store {
             // connection broken by a database restart fails its next query (answered 503) and
             // is dropped; the pool reconnects on its own.
             .test_before_acquire(false)
-            .after_connect(move |conn, _meta| {
+            .after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // busy_timeout makes a writer wait for the lock instead of failing at
-                        // once; it comes first, because switching to (or confirming) WAL takes a
-                        // lock too, and a CLI command starting while the server writes got
-                        // SQLITE_BUSY there. WAL lets readers run beside the one writer.
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    } else {
-                        // Issue 9 item 10: plan each execution for the tables as they are now.
-                        // Otherwise a connection keeps the generic plan it makes for a prepared
-                        // statement after five executions; made while the tables were tiny (a
-                        // new deployment) it reads whole tables as they grow, until autovacuum
-                        // happens to analyse them. Measured: 11,546 code flows, 6,435 sequential
-                        // scans of `grants`. Planning these one-row statements costs microseconds.
-                        // And notices (`relation "_sqlx_migrations" already exists, skipping` on
-                        // every start) are not news; sqlx would log each at info. Warnings and
-                        // errors still come through (issue 9 item 9). One round trip for both.
-                        conn.execute("SET plan_cache_mode = force_custom_plan; SET client_min_messages = warning")
-                            .await?;
-                    }
+                    // Issue 9 item 10: plan each execution for the tables as they are now.
+                    // Otherwise a connection keeps the generic plan it makes for a prepared
+                    // statement after five executions; made while the tables were tiny (a new
+                    // deployment) it reads whole tables as they grow, until autovacuum happens
+                    // to analyse them. Measured: 11,546 code flows, 6,435 sequential scans of
+                    // `grants`. Planning these one-row statements costs microseconds. And
+                    // notices (`relation "_sqlx_migrations" already exists, skipping` on every
+                    // start) are not news; sqlx would log each at info. Warnings and errors
+                    // still come through (issue 9 item 9). One round trip for both.
+                    conn.execute("SET plan_cache_mode = force_custom_plan; SET client_min_messages = warning").await?;
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend, log: Arc::default() })
+        Ok(Self { pool: Db::Postgres(pool), backend: Backend::Postgres, url: url.to_string(), log: Arc::default() })
     }
 
     /// Connections of the pool: (in use, idle), for the metrics.
     pub fn pool_state(&self) -> (i64, i64) {
-        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
-        (i64::from(self.pool.size()) - idle, idle)
+        self.pool.state()
     }
 
     pub fn backend(&self) -> Backend {
@@ -185,11 +195,62 @@ impl Store {
 
     /// Readiness check: a trivial query with a short deadline.
     pub async fn ping(&self) -> StoreResult<()> {
-        self.sql("SELECT 1").execute(&self.pool).await?;
+        self.sql("SELECT 1").fetch_optional(&self.pool).await?;
         Ok(())
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Opens the SQLite database of a `sqlite:` URL (sqlx's forms: `sqlite:path`, `sqlite://path`,
+/// `sqlite::memory:`, with `?mode=ro|rw|rwc|memory`) as the server's one connection.
+///
+/// WAL lets the CLI and backups read beside the writer; `synchronous = NORMAL` in WAL makes a
+/// commit durable against a crash of the process (not of the machine before the next
+/// checkpoint; SQLite's documented trade-off, the same as before). No busy timeout: a
+/// statement that finds the write lock taken by another process gets SQLITE_BUSY at once and
+/// waits asynchronously (store/db.rs), so it never blocks a runtime thread.
+pub(super) fn open_sqlite(url: &str) -> StoreResult<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut memory = path == ":memory:" || path.is_empty();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("mode", "ro") => flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ("mode", "rw") => {}
+            ("mode", "rwc") => flags |= OpenFlags::SQLITE_OPEN_CREATE,
+            ("mode", "memory") => memory = true,
+            (key, value) => {
+                return Err(StoreError::Other(format!("database_url: unsupported SQLite option {key}={value}")))
+            }
+        }
+    }
+    let conn = if memory {
+        rusqlite::Connection::open_in_memory()
+    } else {
+        rusqlite::Connection::open_with_flags(path, flags)
+    }
+    .map_err(|e| StoreError::Unavailable(format!("database_url: cannot open {path}: {e}")))?;
+    // A busy_timeout of 0 here: see above. journal_mode also takes a lock, so a CLI command
+    // starting while the server writes may see SQLITE_BUSY: retry it for the usual budget.
+    conn.busy_timeout(Duration::ZERO)?;
+    let deadline = std::time::Instant::now() + super::db::SQLITE_BUSY_BUDGET;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())) {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.extended_code & 0xff == 5 && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    Ok(conn)
 }

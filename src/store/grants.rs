@@ -1,5 +1,4 @@
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::db::DbRow;
 
 use super::logout::Ending;
 use super::{Backend, GrantStore, Store, StoreError, StoreResult};
@@ -27,7 +26,7 @@ fn scopes(raw: &str, what: &str) -> StoreResult<ScopeSet> {
     ScopeSet::parse(raw).map_err(|e| StoreError::Corrupt(format!("{what}: scopes: {e}")))
 }
 
-pub(super) fn grant_from_row(row: &AnyRow) -> StoreResult<Grant> {
+pub(super) fn grant_from_row(row: &DbRow) -> StoreResult<Grant> {
     let id: String = row.try_get("id")?;
     let amr: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("amr")?)
         .map_err(|e| StoreError::Corrupt(format!("grant {id}: amr: {e}")))?;

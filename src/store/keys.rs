@@ -1,5 +1,4 @@
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::db::DbRow;
 
 use super::{Backend, KeyStore, Store, StoreError, StoreResult};
 use crate::domain::{KeyRecord, KeyStatus, SigningAlg};
@@ -11,7 +10,7 @@ const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, alg, status, private_ke
 /// Any number will do, as long as nothing else in the database uses it: "LKEY".
 const KEY_LOCK_ID: i64 = 0x4c4b_4559;
 
-async fn insert_key<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+async fn insert_key<'e, E: Into<super::db::Target<'e>>>(
     store: &Store,
     executor: E,
     key: &KeyRecord,
@@ -34,7 +33,7 @@ async fn insert_key<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
 
 impl Store {
     /// Begins a transaction that holds the key lock until it ends.
-    async fn begin_key_locked(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Any>> {
+    async fn begin_key_locked(&self) -> StoreResult<super::db::Tx> {
         let mut tx = self.pool.begin().await?;
         match self.backend() {
             Backend::Postgres => {
@@ -49,7 +48,7 @@ impl Store {
     }
 }
 
-fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
+fn key_from_row(row: &DbRow) -> StoreResult<KeyRecord> {
     let kid: String = row.try_get("kid")?;
     let corrupt = |what: String| StoreError::Corrupt(format!("signing key {kid}: {what}"));
     let alg: SigningAlg = row.try_get::<String, _>("alg")?.parse().map_err(corrupt)?;

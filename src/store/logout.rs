@@ -5,7 +5,7 @@
 //! the outbox in the transaction that revokes the grants, before the revoking UPDATE (it is the
 //! live grants that say which sessions the apps know), and the sender signs and POSTs them.
 
-use sqlx::{AnyConnection, Row};
+use super::db::Conn;
 
 use super::{Store, StoreResult};
 use crate::secret::{random_id, random_token};
@@ -38,7 +38,7 @@ pub const BACKCHANNEL_LOGOUT_KIND: &str = "backchannel_logout";
 impl Store {
     pub(super) async fn queue_backchannel_logouts_on(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         ending: Ending<'_>,
         now: i64,
     ) -> StoreResult<usize> {

@@ -1,5 +1,3 @@
-use sqlx::Row;
-
 use super::{MfaStore, Store, StoreResult};
 use crate::domain::TotpFactor;
 
@@ -103,6 +101,6 @@ impl MfaStore for Store {
             .bind(sub)
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get("n")?)
+        row.try_get("n")
     }
 }

@@ -2,6 +2,7 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
+use super::db::Db;
 use super::{Backend, Store, StoreError, StoreResult};
 
 /// Migrations are compiled into the binary so a deployment is one file. Postgres and SQLite
@@ -54,9 +55,24 @@ impl Store {
             .collect();
         let migrator =
             Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false };
+        // sqlx's migrator runs on sqlx's own pool: the server's on Postgres, and on SQLite a
+        // connection of its own, closed when the run is over (the server's connection is not
+        // an sqlx one; store/db.rs).
+        let pool = match &self.pool {
+            Db::Postgres(pool) => pool.clone(),
+            Db::Sqlite(_) => sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&self.url).await?,
+        };
+        let outcome = self.run_migrator(&migrator, &pool).await;
+        if self.backend() == Backend::Sqlite {
+            pool.close().await;
+        }
+        outcome
+    }
+
+    async fn run_migrator(&self, migrator: &Migrator, pool: &sqlx::AnyPool) -> StoreResult<()> {
         let mut attempt = 0;
         loop {
-            match migrator.run(&self.pool).await {
+            match migrator.run(pool).await {
                 Ok(()) => return Ok(()),
                 // SQLite has no advisory lock. Two processes migrating one file at once: the
                 // loser's transaction rolls back whole (SQLite DDL is transactional), and a

@@ -1,7 +1,8 @@
 //! Storage: narrow traits whose methods are atomic intents (shared/design.md rule 3), and one
-//! implementation on sqlx's `Any` driver that runs the same SQL on Postgres and SQLite.
+//! implementation that runs the same SQL on Postgres (sqlx) and SQLite (rusqlite, inline;
+//! `db.rs` says why).
 //!
-//! This module is the only one that names sqlx. Protocol code sees [`ClientStore`] and
+//! This module is the only one that names sqlx or rusqlite. Protocol code sees [`ClientStore`] and
 //! [`KeyStore`] and plain domain types.
 
 mod accounts;
@@ -12,6 +13,7 @@ mod catalog;
 mod client_cache;
 mod clients;
 mod connect;
+mod db;
 mod grants;
 mod keys;
 mod logout;

@@ -3,8 +3,6 @@
 //! on several replicas never wait on each other; SQLite: the write lock), and a sender that dies
 //! mid-send only delays it until the lease runs out.
 
-use sqlx::Row;
-
 use super::{Backend, OutboxStore, Store, StoreResult};
 use crate::domain::QueuedMessage;
 
@@ -85,6 +83,6 @@ impl OutboxStore for Store {
             .sql("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get::<i64, _>("n")?)
+        row.try_get::<i64, _>("n")
     }
 }

@@ -1,7 +1,5 @@
 //! Token revocation (RFC 7009) and the introspection reads (RFC 7662), issue 11 items 2 and 3.
 
-use sqlx::Row;
-
 use super::{RevocationStore, Store, StoreError, StoreResult};
 use crate::domain::{LiveRefreshToken, ScopeSet};
 

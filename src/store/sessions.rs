@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result};

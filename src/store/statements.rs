@@ -7,10 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::Any;
-
+use super::db::Stmt;
 use super::Store;
 
 /// The distinct SQL texts run while recording was on.
@@ -22,7 +19,7 @@ pub(super) struct StatementLog {
 
 impl Store {
     /// A statement on this store's database, recorded when recording is on.
-    pub(super) fn sql<'q>(&self, sql: &'q str) -> Query<'q, Any, AnyArguments<'q>> {
+    pub(super) fn sql<'q>(&self, sql: &'q str) -> Stmt<'q> {
         if self.log.on.load(Ordering::Relaxed) {
             if let Ok(mut seen) = self.log.seen.lock() {
                 if !seen.contains(sql) {
@@ -30,7 +27,7 @@ impl Store {
                 }
             }
         }
-        sqlx::query(sql)
+        Stmt::new(sql)
     }
 
     /// Starts (and clears) or stops recording the statements this store runs, in every clone

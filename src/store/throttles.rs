@@ -1,5 +1,3 @@
-use sqlx::Row;
-
 use super::{Store, StoreResult, ThrottleStore};
 use crate::authn::AttemptCount;
 

@@ -1,5 +1,4 @@
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::db::DbRow;
 
 use super::{Store, StoreError, StoreResult, UserStore};
 use crate::domain::{CreatedVia, EmailPurpose, User};
@@ -7,7 +6,7 @@ use crate::domain::{CreatedVia, EmailPurpose, User};
 pub(super) const COLUMNS: &str =
     "sub, email, name, password_hash, roles, created_at, password_changed_at, disabled_at, email_verified_at, created_via";
 
-pub(super) fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+pub(super) fn user_from_row(row: &DbRow) -> StoreResult<User> {
     let sub: String = row.try_get("sub")?;
     let roles: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("roles")?)
         .map_err(|e| StoreError::Corrupt(format!("user {sub}: roles: {e}")))?;
@@ -36,12 +35,7 @@ impl Store {
     /// Revokes every live grant of a user and deletes their sessions: what a password change
     /// or a disable must do (shared/security.md: "Password change, logout, user or client
     /// disable end the family").
-    pub(super) async fn end_everything_of(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        sub: &str,
-        now: i64,
-    ) -> StoreResult<()> {
+    pub(super) async fn end_everything_of(&self, tx: &mut super::db::Tx, sub: &str, now: i64) -> StoreResult<()> {
         self.queue_backchannel_logouts_on(tx, super::logout::Ending::User(sub), now).await?;
         self.sql("UPDATE grants SET revoked_at = $1 WHERE user_sub = $2 AND revoked_at IS NULL")
             .bind(now)
@@ -60,7 +54,7 @@ impl Store {
 }
 
 impl Store {
-    pub(super) async fn insert_user_on(&self, conn: &mut sqlx::AnyConnection, u: &User) -> StoreResult<()> {
+    pub(super) async fn insert_user_on(&self, conn: &mut super::db::Conn, u: &User) -> StoreResult<()> {
         self.sql(
             "INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, password_changed_at, \
              disabled_at, email_verified_at, created_via) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10)",
