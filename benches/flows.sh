@@ -3,7 +3,8 @@
 # Usage: benches/flows.sh [seconds-per-scenario]
 # `cargo bench` builds the release binary (target/release/latchkey) before running the bench,
 # which starts it as a separate process. Everything else is set with BENCH_* variables
-# (listed at the top of benches/flows.rs); BENCH_BACKENDS=sqlite narrows a run.
+# (listed at the top of benches/flows.rs); BENCH_BACKENDS=sqlite narrows a run (benches/peer.sh
+# compares both with node-oidc-provider).
 # Figures go to stdout and benches/results/flows-<date>-<backend>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
