@@ -145,8 +145,102 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Postgres: grant and code in one statement (a data-modifying CTE is atomic like a
+    /// transaction), one round trip instead of BEGIN, two INSERTs and COMMIT (issue 14).
+    async fn create_grant_with_code_in_one_statement(&self, g: &Grant, c: &CodeRecord) -> StoreResult<()> {
+        self.sql(
+            "WITH g AS (INSERT INTO grants (id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, \
+             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL) RETURNING id) \
+             INSERT INTO authorization_codes (code_hash, grant_id, client_id, redirect_uri, redirect_uri_sent, \
+             code_challenge, created_at, expires_at, consumed_at) SELECT $11, g.id, $12, $13, $14, $15, $16, $17, NULL FROM g",
+        )
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.user_sub)
+        .bind(g.scopes.to_string())
+        .bind(g.auth_time)
+        .bind(serde_json::Value::from(g.amr.clone()).to_string())
+        .bind(g.nonce.clone())
+        .bind(g.sid.clone())
+        .bind(g.created_at)
+        .bind(g.expires_at)
+        .bind(c.code_hash.to_vec())
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(i64::from(c.redirect_uri_sent))
+        .bind(&c.code_challenge)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Postgres: the conditional UPDATE that consumes the code and the read of its grant in one
+    /// statement (one round trip instead of two, issue 14). The UPDATE locks and re-checks the
+    /// row like a plain UPDATE, so exactly one concurrent caller gets it.
+    async fn redeem_code_in_one_statement(
+        &self,
+        code_hash: &[u8; 32],
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<CodeRedemption> {
+        let row = self
+            .sql(&format!(
+                "WITH c AS (UPDATE authorization_codes SET consumed_at = $3 \
+                 WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
+                 AND EXISTS (SELECT 1 FROM grants g WHERE g.id = authorization_codes.grant_id \
+                 AND g.revoked_at IS NULL AND g.expires_at > $3) \
+                 RETURNING grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, created_at, expires_at) \
+                 SELECT {cols}, c.client_id AS code_client_id, c.redirect_uri, c.redirect_uri_sent, c.code_challenge, \
+                 c.created_at AS code_created_at, c.expires_at AS code_expires_at \
+                 FROM c JOIN grants g ON g.id = c.grant_id",
+                cols = GRANT_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ")
+            ))
+            .bind(code_hash.to_vec())
+            .bind(client_id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return self.why_not_redeemed(code_hash, client_id).await };
+        let grant = grant_from_row(&row)?;
+        let code = CodeRecord {
+            code_hash: *code_hash,
+            grant_id: grant.id.clone(),
+            client_id: row.try_get("code_client_id")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
+            code_challenge: row.try_get("code_challenge")?,
+            created_at: row.try_get("code_created_at")?,
+            expires_at: row.try_get("code_expires_at")?,
+        };
+        Ok(CodeRedemption::Redeemed { code: Box::new(code), grant: Box::new(grant) })
+    }
+
+    /// After a redemption found nothing: a consumed code of this client is a replay (its grant
+    /// is revoked by the caller, RFC 6749 §4.1.2); anything else is simply invalid.
+    async fn why_not_redeemed(&self, code_hash: &[u8; 32], client_id: &str) -> StoreResult<CodeRedemption> {
+        let previous = self
+            .sql(
+                "SELECT grant_id FROM authorization_codes WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NOT NULL",
+            )
+            .bind(code_hash.to_vec())
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match previous {
+            Some(row) => CodeRedemption::Replayed { grant_id: row.try_get("grant_id")? },
+            None => CodeRedemption::Invalid,
+        })
+    }
+}
+
 impl GrantStore for Store {
     async fn create_grant_with_code(&self, g: &Grant, c: &CodeRecord) -> StoreResult<()> {
+        if self.backend() == Backend::Postgres {
+            return self.create_grant_with_code_in_one_statement(g, c).await;
+        }
         let mut tx = self.pool.begin().await?;
         self.sql(
             "INSERT INTO grants (id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at) \
@@ -183,6 +277,9 @@ impl GrantStore for Store {
     }
 
     async fn redeem_code(&self, code_hash: &[u8; 32], client_id: &str, now: i64) -> StoreResult<CodeRedemption> {
+        if self.backend() == Backend::Postgres {
+            return self.redeem_code_in_one_statement(code_hash, client_id, now).await;
+        }
         // One conditional UPDATE: of any number of concurrent redemptions exactly one gets the
         // row back (shared/design.md rule 3). The grant is checked by its key: `grant_id IN
         // (SELECT id FROM grants WHERE …)` made SQLite list every live grant of every app on
@@ -200,19 +297,7 @@ impl GrantStore for Store {
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else {
-            let previous = self.sql(
-                "SELECT grant_id FROM authorization_codes WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NOT NULL",
-            )
-            .bind(code_hash.to_vec())
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            return Ok(match previous {
-                Some(row) => CodeRedemption::Replayed { grant_id: row.try_get("grant_id")? },
-                None => CodeRedemption::Invalid,
-            });
-        };
+        let Some(row) = row else { return self.why_not_redeemed(code_hash, client_id).await };
         let code = CodeRecord {
             code_hash: *code_hash,
             grant_id: row.try_get("grant_id")?,
