@@ -360,6 +360,14 @@ impl Db {
 }
 
 impl SqliteDb {
+    /// Puts a freshly opened connection in place of the current one (after the migrations,
+    /// which run on a connection of sqlx's: see `Store::migrate`).
+    pub(super) async fn replace(&self, conn: rusqlite::Connection) -> StoreResult<()> {
+        conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE);
+        *self.lock().await? = conn;
+        Ok(())
+    }
+
     async fn lock(&self) -> StoreResult<OwnedMutexGuard<rusqlite::Connection>> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the database is closed".into()));
