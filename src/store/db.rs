@@ -1,7 +1,7 @@
 //! How the store reaches its database: one small statement API over two executors.
 //!
-//! - **Postgres**: sqlx's pool (network round trips are the cost there; sqlx pipelines them well).
-//! - **SQLite**: one rusqlite connection behind an async mutex, each statement run *inline* on
+//! - **Postgres**: sqlx's pool (there the cost is the network round trips, not the hand-offs).
+//! - **SQLite**: one rusqlite connection behind a mutex, each statement run *inline* on
 //!   the task that asks for it. sqlx's SQLite driver runs every connection on a worker thread of
 //!   its own and sends each statement there and each row back: two thread hops per statement.
 //!   A profile of the signed-in code flow (issue 14, docs/benchmarks.md) put a third of the
