@@ -101,6 +101,19 @@ mod tests {
         assert!(MasterKey::from_setting("short").is_err());
     }
 
+    /// Only 64 hex digits are read as hex: 43 base64url characters that all happen to be hex
+    /// digits are base64url (mutation testing: the length check's `&&` → `||` survived, and
+    /// sliced such a key as hex, past its end).
+    #[test]
+    fn a_base64url_key_made_of_hex_digits_is_base64url() {
+        let text = "0123456789abcdefABCDEF0123456789abcdefABCD0";
+        assert!(text.len() == 43 && text.bytes().all(|b| b.is_ascii_hexdigit()));
+        let expected: [u8; 32] = URL_SAFE_NO_PAD.decode(text).unwrap().try_into().unwrap();
+        assert_eq!(MasterKey::from_setting(text).unwrap().bytes(), &expected);
+        // And 64 characters that are not all hex are not hex (nor 32 bytes of base64url).
+        assert!(MasterKey::from_setting(&"g".repeat(64)).is_err());
+    }
+
     #[test]
     fn creates_file_with_mode_0600_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -112,5 +125,36 @@ mod tests {
         let (b, created) = MasterKey::load_or_create(&path).unwrap();
         assert!(!created);
         assert_eq!(a.bytes(), b.bytes());
+    }
+
+    /// A key file that group or others may read is still used, with a warning; a 0600 one
+    /// without (mutation testing: the mode check's `!=` → `==` and `&` → `|`/`^` survived, as
+    /// the warning is all they change).
+    #[test]
+    fn a_key_file_others_may_read_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let (created, _) = MasterKey::load_or_create(&path).unwrap();
+        for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let (loaded, log) = crate::keys::logged(|| MasterKey::load_or_create(&path).unwrap());
+            assert_eq!(loaded.0.bytes(), created.bytes(), "{mode:o}");
+            assert_eq!(log.contains("master key file is readable by group or others"), warned, "{mode:o}: {log}");
+        }
+    }
+
+    /// A key file that exists but cannot be read is an error that says why, and is never
+    /// replaced (mutation testing: the `NotFound` guard → `true` survived, as it failed anyway
+    /// on `create_new`, with the wrong cause).
+    #[test]
+    fn an_unreadable_key_file_is_an_error_with_its_cause_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        match MasterKey::load_or_create(&path) {
+            Err(MasterKeyError::Io { source, .. }) => assert_eq!(source.kind(), std::io::ErrorKind::InvalidData),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read(&path).unwrap(), [0xff, 0xfe, 0x00]);
     }
 }

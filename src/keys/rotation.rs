@@ -133,3 +133,43 @@ fn log(changes: &[KeyChange]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each change the lifecycle makes is logged for the operator, with the key it concerns
+    /// (mutation testing: `log` → `()` survived, as nothing else reads these lines).
+    #[test]
+    fn every_key_change_is_logged() {
+        let key = KeyRecord {
+            kid: "kid-next".into(),
+            alg: SigningAlg::Es256,
+            status: KeyStatus::Next,
+            sealed_private_key: Vec::new(),
+            public_jwk: serde_json::json!({}),
+            created_at: 100,
+            activates_at: 160,
+            retired_at: None,
+            removes_at: None,
+        };
+        let changes = [
+            KeyChange::Publish(key),
+            KeyChange::Activate {
+                kid: "kid-new".into(),
+                retire: Some("kid-old".into()),
+                retired_at: 160,
+                removes_at: 999,
+            },
+            KeyChange::Remove { kid: "kid-gone".into() },
+        ];
+        let ((), text) = crate::keys::logged(|| log(&changes));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].contains("published next signing key") && lines[0].contains("kid=kid-next"), "{text}");
+        assert!(lines[0].contains("alg=ES256") && lines[0].contains("activates_at=160"), "{text}");
+        assert!(lines[1].contains("signing key activated") && lines[1].contains("kid=kid-new"), "{text}");
+        assert!(lines[1].contains("kid-old"), "{text}");
+        assert!(lines[2].contains("retired signing key removed") && lines[2].contains("kid=kid-gone"), "{text}");
+    }
+}

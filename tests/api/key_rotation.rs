@@ -147,6 +147,33 @@ async fn rotating_on_demand_publishes_ahead_like_the_schedule() {
     assert!(rotation::rotate_now(app.state.store(), app.state.master_key(), &policy, now).await.unwrap().is_empty());
 }
 
+/// `keys rotate` judges each algorithm by its own keys: when only one algorithm has a successor
+/// waiting, the other gets one (mutation testing: `r.alg == *alg` → `!=` survived, as both
+/// algorithms always had, or lacked, a successor together).
+#[tokio::test]
+async fn rotating_on_demand_publishes_for_the_algorithm_that_lacks_a_successor() {
+    let app = spawn_app().await;
+    let policy = app.settings.key_lifecycle();
+    let now = unix_now();
+    let changes = rotation::rotate_now(app.state.store(), app.state.master_key(), &policy, now).await.unwrap();
+    assert_eq!(changes.len(), 2);
+    // Behind the server's back: the ES256 successor goes, the RS256 one stays.
+    exec_sql(&app.db, "DELETE FROM signing_keys WHERE alg = 'ES256' AND status = 'next'", &[]).await;
+    let changes = rotation::rotate_now(app.state.store(), app.state.master_key(), &policy, now).await.unwrap();
+    let published: Vec<SigningAlg> = changes
+        .iter()
+        .map(|c| match c {
+            KeyChange::Publish(key) => key.alg,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(published, [SigningAlg::Es256]);
+    let next: Vec<SigningAlg> =
+        stored(&app).await.iter().filter(|k| k.status == KeyStatus::Next).map(|k| k.alg).collect();
+    assert_eq!(next.len(), 2, "{next:?}");
+    assert!(next.contains(&SigningAlg::Rs256) && next.contains(&SigningAlg::Es256));
+}
+
 /// Two replicas on one database rotate on a fast schedule while a resource server fetches
 /// tokens from both and verifies each against a JWKS it caches for the advertised max-age:
 /// no token fails, and each rotation makes exactly one key per algorithm.

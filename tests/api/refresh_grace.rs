@@ -181,8 +181,8 @@ async fn the_sealed_successor_is_kept_only_for_the_window() {
 
 /// The grace rule at its edges, through the store with a chosen `now` (mutation testing of
 /// `store/grants.rs`, issue 10): a repeat within the window gets the same successor only while
-/// the grant is live — neither revoked nor at its absolute end — and only before the window
-/// closes. Each case is set behind the server's back and is the only thing that differs from
+/// the grant is live — neither revoked nor at its absolute end — only while the successor
+/// itself has not expired, and only before the window closes. Each case is set behind the server's back and is the only thing that differs from
 /// the control.
 #[tokio::test]
 async fn the_grace_window_ends_with_the_grant_and_at_its_own_last_second() {
@@ -232,6 +232,11 @@ async fn the_grace_window_ends_with_the_grant_and_at_its_own_last_second() {
     assert_eq!(attempt(now).await, "repeated");
     assert_eq!(attempt(now + 99).await, "repeated", "the window's last second");
     assert_eq!(attempt(now + 100).await, "reused", "the window has closed");
+    // The successor at its own end: nothing left to hand out again, whatever the window says.
+    set("UPDATE refresh_tokens SET expires_at = $1 WHERE grant_id = $2 AND used_at IS NULL", now).await;
+    assert_eq!(attempt(now).await, "reused", "a successor is over at its expires_at");
+    assert_eq!(attempt(now - 1).await, "repeated", "and can be handed out the second before");
+    set("UPDATE refresh_tokens SET expires_at = $1 WHERE grant_id = $2 AND used_at IS NULL", now + 1000).await;
     // The grant at its absolute end: not live, whatever the window says.
     set("UPDATE grants SET expires_at = $1 WHERE id = $2", now).await;
     assert_eq!(attempt(now).await, "reused", "a grant is over at its expires_at");
@@ -240,4 +245,25 @@ async fn the_grace_window_ends_with_the_grant_and_at_its_own_last_second() {
     set("UPDATE grants SET expires_at = $1 WHERE id = $2", now + 1000).await;
     set("UPDATE grants SET revoked_at = $1 WHERE id = $2", now - 5).await;
     assert_eq!(attempt(now).await, "reused", "a revoked grant gets no repeat");
+}
+
+/// A repeat within the window is held to the successor's scope like any refresh. The old token
+/// is already used, so the check before the rotation finds no live token to compare with, and
+/// only the check after it refuses a wider scope (mutation testing: that check → `true`
+/// survived, and a repeat could widen the scope past the grant).
+#[tokio::test]
+async fn a_repeat_in_the_window_cannot_widen_the_scope() {
+    let app = spawn_app_with(|s| s.refresh_token_reuse_grace = HumanDuration::secs(60)).await;
+    let (_, client, tokens) = first_tokens(&app).await;
+    let first = text(&tokens, "refresh_token");
+    let (status, rotated) = app.refresh(&client, &first, None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, body) = app.refresh(&client, &first, Some("openid email offline_access profile")).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+    // The control: a narrower repeat gets the same successor, and the family lives.
+    let (status, narrow) = app.refresh(&client, &first, Some("openid")).await;
+    assert_eq!(status, 200, "{narrow}");
+    assert_eq!(narrow["scope"], "openid");
+    assert_eq!(text(&narrow, "refresh_token"), text(&rotated, "refresh_token"));
+    assert!(reuse_events(&app).await.is_empty());
 }

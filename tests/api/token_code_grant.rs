@@ -369,6 +369,56 @@ async fn housekeeping_deletes_only_what_has_expired() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 }
 
+/// Housekeeping forgets a failure counter a day after its last change and a delivered or
+/// abandoned message a week after it was queued, not a second sooner, never a message still
+/// waiting, and counts exactly what it deleted (mutation testing of `store/grants.rs`: the
+/// day's and the week's `now - …` → `+`/`/`, and the count's `+=` → `-=`/`*=`, survived).
+#[tokio::test]
+async fn housekeeping_forgets_counters_after_a_day_and_done_mail_after_a_week() {
+    use crate::helpers::{exec_sql, query_i64, SqlValue};
+    use latchkey::store::GrantStore;
+    let app = spawn_app().await;
+    // A month ahead: the server's own housekeeping, which runs at start on the real clock, and
+    // its outbox sender (the waiting message is not due yet) leave these rows to this call.
+    let now = unix_now() + 30 * 86_400;
+    let (day, week) = (86_400, 7 * 86_400);
+    for (key, updated_at) in [("stale", now - day - 1), ("a-day-old", now - day), ("fresh", now)] {
+        exec_sql(
+            &app.db,
+            "INSERT INTO throttles (key, failures, window_start, updated_at) VALUES ($1, 3, $2, $2)",
+            &[SqlValue::Text(key), SqlValue::Int(updated_at)],
+        )
+        .await;
+    }
+    let messages = [
+        ("sent-long-ago", now - week - 1, Some(now - week), None),
+        ("failed-long-ago", now - week - 1, None, Some(now - week)),
+        ("sent-a-week-ago", now - week, Some(now - week), None),
+        ("still-waiting", now - 4 * week, None, None),
+    ];
+    let sql_int = |t: Option<i64>| t.map_or_else(|| "NULL".to_string(), |t| t.to_string());
+    for (id, created_at, sent_at, failed_at) in messages {
+        let (sent, failed) = (sql_int(sent_at), sql_int(failed_at));
+        exec_sql(
+            &app.db,
+            &format!(
+                "INSERT INTO outbox (id, kind, recipient, payload, created_at, next_attempt_at, sent_at, failed_at) \
+                 VALUES ($1, 'email', 'ann@example.com', $2, $3, $3, {sent}, {failed})"
+            ),
+            &[SqlValue::Text(id), SqlValue::Bytes(b"{}"), SqlValue::Int(created_at)],
+        )
+        .await;
+    }
+    let removed = app.state.store().delete_expired(now).await.unwrap();
+    assert_eq!(removed, 3, "one counter and two messages");
+    let keys = "SELECT COUNT(*) FROM throttles WHERE key IN ('a-day-old', 'fresh')";
+    assert_eq!(query_i64(&app.db, keys, &[]).await, Some(2));
+    assert_eq!(query_i64(&app.db, "SELECT COUNT(*) FROM throttles", &[]).await, Some(2));
+    let kept = "SELECT COUNT(*) FROM outbox WHERE id IN ('sent-a-week-ago', 'still-waiting')";
+    assert_eq!(query_i64(&app.db, kept, &[]).await, Some(2));
+    assert_eq!(query_i64(&app.db, "SELECT COUNT(*) FROM outbox", &[]).await, Some(2));
+}
+
 /// A code lives `authorization_code_ttl` and its grant `refresh_token_absolute_ttl`, counted from
 /// issue, exactly (mutation testing: `now + ttl` → `now * ttl` survived every flow test).
 #[tokio::test]
@@ -413,4 +463,151 @@ async fn a_successor_lives_the_idle_lifetime_exactly() {
     )
     .await;
     assert_eq!(life, Some(3 * 86_400));
+}
+
+/// The first refresh token, from the code exchange, lives `refresh_token_idle_ttl` from issue,
+/// exactly, and never outlives its grant (mutation testing: `now + idle` → `now * idle` in
+/// `issue_user_tokens` left every refresh token living as long as its grant).
+#[tokio::test]
+async fn the_first_refresh_token_lives_the_idle_lifetime_exactly() {
+    // The settings refuse an idle lifetime longer than the absolute one; at equal lifetimes the
+    // grant, made at the authorization a moment before the exchange, ends first.
+    for (idle_days, absolute_days, expected_days) in [(3, 30, 3), (30, 30, 30)] {
+        let app = spawn_app_with(|s| {
+            s.refresh_token_idle_ttl = latchkey::config::HumanDuration::secs(idle_days * 86_400);
+            s.refresh_token_absolute_ttl = latchkey::config::HumanDuration::secs(absolute_days * 86_400);
+        })
+        .await;
+        let user = app.user("ann@example.com").await;
+        let client = app.web_app(true).await;
+        let p = pkce();
+        let code = app.code_for(&browser(), &client, &user.email, SCOPES, &p).await;
+        let (status, tokens) = app.redeem(&client, &code, Some(&p.verifier)).await;
+        assert_eq!(status, 200, "{tokens}");
+        let hash = latchkey::secret::sha256(tokens["refresh_token"].as_str().unwrap());
+        let hash = [crate::helpers::SqlValue::Bytes(&hash)];
+        let life = "SELECT r.expires_at - r.created_at FROM refresh_tokens r WHERE r.token_hash = $1";
+        let life = crate::helpers::query_i64(&app.db, life, &hash).await;
+        let grant_end = "SELECT g.expires_at - r.created_at FROM refresh_tokens r \
+                         JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1";
+        let grant_end = crate::helpers::query_i64(&app.db, grant_end, &hash).await.unwrap();
+        let expected = (expected_days as i64) * 86_400;
+        if idle_days < absolute_days {
+            assert_eq!(life, Some(expected), "idle {idle_days} d, absolute {absolute_days} d");
+        } else {
+            assert_eq!(life, Some(grant_end), "capped at the grant's end");
+            assert!((expected - 5..=expected).contains(&grant_end), "{grant_end}");
+        }
+    }
+}
+
+/// A code is 43 characters; anything over 256 is refused before the store is asked, and up to
+/// 256 the store answers (mutation testing: the bound's `>` → `>=`/`==` survived, as both
+/// answers are `invalid_grant`; only the description tells which rule refused).
+#[tokio::test]
+async fn an_overlong_code_or_refresh_token_is_refused_unread() {
+    let app = spawn_app().await;
+    let client = app.web_app(true).await;
+    let basic = Some((client.id.as_str(), client.secret.as_str()));
+    let verifier = "b".repeat(43);
+    let cases = [
+        (
+            "authorization_code",
+            "code",
+            256,
+            "the authorization code is invalid, expired, or was issued to another client",
+        ),
+        ("authorization_code", "code", 257, "the authorization code is invalid"),
+        (
+            "refresh_token",
+            "refresh_token",
+            256,
+            "the refresh token is invalid, expired, revoked, or was issued to another client",
+        ),
+        ("refresh_token", "refresh_token", 257, "the refresh token is invalid"),
+    ];
+    for (grant_type, field, length, description) in cases {
+        let value = "a".repeat(length);
+        let form = [
+            ("grant_type", grant_type),
+            (field, value.as_str()),
+            ("redirect_uri", client.redirect_uri.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ];
+        let (status, _, body) = app.post_token(&form, basic).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{grant_type} {length}");
+        assert_eq!(body["error_description"], description, "{grant_type} {length}");
+    }
+}
+
+/// RFC 6749 §4.1.3: redirect_uri is required at the token endpoint exactly when the
+/// authorization request had one. A code asked for without it (the client has a single
+/// registered URI) is redeemed without it or with the registered URI; a code asked for with it
+/// is refused without it (mutation testing: the `redirect_uri_sent` guard survived both as
+/// `true`, refusing every redemption without the URI, and as `false`, accepting them all).
+#[tokio::test]
+async fn redirect_uri_is_required_at_the_token_endpoint_exactly_when_it_was_sent() {
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let client = app.web_app(true).await;
+    let b = browser();
+    for (sent_to_authorize, sent_to_token, expected) in
+        [(false, false, 200), (false, true, 200), (true, true, 200), (true, false, 400)]
+    {
+        let p = pkce();
+        let overrides: &[(&str, &str)] = if sent_to_authorize { &[] } else { &[("redirect_uri", "")] };
+        let url = crate::helpers::authorize_url(&app, &client, SCOPES, &p.challenge, overrides);
+        let callback = app.sign_in_through_pages(&b, &url, &user.email).await;
+        assert_eq!(callback.as_str().split('?').next(), Some(client.redirect_uri.as_str()));
+        let code = callback.query_pairs().find(|(k, _)| k == "code").expect("code").1.to_string();
+        let mut form = vec![("grant_type", "authorization_code"), ("code", &code), ("code_verifier", &p.verifier)];
+        if sent_to_token {
+            form.push(("redirect_uri", &client.redirect_uri));
+        }
+        let (status, _, body) = app.post_token(&form, Some((&client.id, &client.secret))).await;
+        let case = format!("sent to /authorize: {sent_to_authorize}, to /token: {sent_to_token}: {body}");
+        assert_eq!(status, expected, "{case}");
+        if expected == 200 {
+            assert!(body["access_token"].is_string(), "{case}");
+        } else {
+            assert_eq!(body["error"], "invalid_grant", "{case}");
+            assert_eq!(body["error_description"], "redirect_uri is required: the authorization request had one");
+        }
+    }
+}
+
+/// A code exchange returns a refresh token only when `offline_access` was granted and the
+/// client is registered for the refresh_token grant; either alone gets none (mutation testing:
+/// that `&&` → `||` survived).
+#[tokio::test]
+async fn a_refresh_token_needs_offline_access_and_the_refresh_grant() {
+    let app = spawn_app().await;
+    let user = app.user("ann@example.com").await;
+    let with_refresh = app.web_app(true).await;
+    let registered = app
+        .register(latchkey::domain::NewClient {
+            name: "no refresh".into(),
+            redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
+            grant_types: vec!["authorization_code".into()],
+            first_party: true,
+            ..Default::default()
+        })
+        .await;
+    let without_refresh = AppClient {
+        id: registered.id,
+        secret: registered.secret,
+        redirect_uri: with_refresh.redirect_uri.clone(),
+        post_logout_uri: String::new(),
+    };
+    let b = browser();
+    for (client, scope, refresh) in
+        [(&with_refresh, SCOPES, true), (&with_refresh, "openid email", false), (&without_refresh, SCOPES, false)]
+    {
+        let p = pkce();
+        let code = app.code_for(&b, client, &user.email, scope, &p).await;
+        let (status, body) = app.redeem(client, &code, Some(&p.verifier)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["access_token"].is_string(), "{body}");
+        assert_eq!(body["refresh_token"].is_string(), refresh, "{scope}, refresh grant {}: {body}", client.id);
+    }
 }
