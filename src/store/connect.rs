@@ -28,14 +28,7 @@ pub struct Store {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        let error = Self::classify(e);
-        crate::metrics::count_database_error(match &error {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Conflict(_) => "conflict",
-            StoreError::Corrupt(_) => "corrupt",
-            StoreError::Other(_) => "other",
-        });
-        error
+        Self::classify(e).counted()
     }
 }
 
@@ -54,17 +47,22 @@ impl From<rusqlite::Error> for StoreError {
             }
             _ => StoreError::Other(e.to_string()),
         };
-        crate::metrics::count_database_error(match &error {
+        error.counted()
+    }
+}
+
+impl StoreError {
+    /// Counts the error in the metrics by kind, whichever driver it came from.
+    fn counted(self) -> Self {
+        crate::metrics::count_database_error(match &self {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Conflict(_) => "conflict",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Other(_) => "other",
         });
-        error
+        self
     }
-}
 
-impl StoreError {
     fn classify(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut
