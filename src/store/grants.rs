@@ -22,6 +22,33 @@ const USE_UP_REFRESH_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2, succ
      AND g.client_id = $3 AND g.revoked_at IS NULL AND g.expires_at > $2) \
      RETURNING grant_id, scopes";
 
+/// Consumes code $1 of client $2 at time $3 if it is unused, unexpired and its grant is live: one
+/// conditional UPDATE, so of any number of concurrent redemptions exactly one gets the row back
+/// (shared/design.md rule 3). The grant is checked by its key: `grant_id IN (SELECT id FROM
+/// grants WHERE …)` made SQLite list every live grant of every app on each redemption (issue 9
+/// item 10). The code's own times and client are returned under `code_` names, so that Postgres
+/// can return them beside its grant's in one statement.
+const CONSUME_CODE: &str = "UPDATE authorization_codes SET consumed_at = $3 \
+     WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
+     AND EXISTS (SELECT 1 FROM grants g WHERE g.id = authorization_codes.grant_id \
+     AND g.revoked_at IS NULL AND g.expires_at > $3) \
+     RETURNING grant_id, client_id AS code_client_id, redirect_uri, redirect_uri_sent, code_challenge, \
+     created_at AS code_created_at, expires_at AS code_expires_at";
+
+/// The code a [`CONSUME_CODE`] row describes.
+fn code_from_row(row: &DbRow, code_hash: &[u8; 32]) -> StoreResult<CodeRecord> {
+    Ok(CodeRecord {
+        code_hash: *code_hash,
+        grant_id: row.try_get("grant_id")?,
+        client_id: row.try_get("code_client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
+        code_challenge: row.try_get("code_challenge")?,
+        created_at: row.try_get("code_created_at")?,
+        expires_at: row.try_get("code_expires_at")?,
+    })
+}
+
 fn scopes(raw: &str, what: &str) -> StoreResult<ScopeSet> {
     ScopeSet::parse(raw).map_err(|e| StoreError::Corrupt(format!("{what}: scopes: {e}")))
 }
@@ -188,13 +215,8 @@ impl Store {
     ) -> StoreResult<CodeRedemption> {
         let row = self
             .sql(&format!(
-                "WITH c AS (UPDATE authorization_codes SET consumed_at = $3 \
-                 WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
-                 AND EXISTS (SELECT 1 FROM grants g WHERE g.id = authorization_codes.grant_id \
-                 AND g.revoked_at IS NULL AND g.expires_at > $3) \
-                 RETURNING grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, created_at, expires_at) \
-                 SELECT {cols}, c.client_id AS code_client_id, c.redirect_uri, c.redirect_uri_sent, c.code_challenge, \
-                 c.created_at AS code_created_at, c.expires_at AS code_expires_at \
+                "WITH c AS ({CONSUME_CODE}) SELECT {cols}, c.grant_id, c.code_client_id, c.redirect_uri, \
+                 c.redirect_uri_sent, c.code_challenge, c.code_created_at, c.code_expires_at \
                  FROM c JOIN grants g ON g.id = c.grant_id",
                 cols = GRANT_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ")
             ))
@@ -205,16 +227,7 @@ impl Store {
             .await?;
         let Some(row) = row else { return self.why_not_redeemed(code_hash, client_id).await };
         let grant = grant_from_row(&row)?;
-        let code = CodeRecord {
-            code_hash: *code_hash,
-            grant_id: grant.id.clone(),
-            client_id: row.try_get("code_client_id")?,
-            redirect_uri: row.try_get("redirect_uri")?,
-            redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
-            code_challenge: row.try_get("code_challenge")?,
-            created_at: row.try_get("code_created_at")?,
-            expires_at: row.try_get("code_expires_at")?,
-        };
+        let code = code_from_row(&row, code_hash)?;
         Ok(CodeRedemption::Redeemed { code: Box::new(code), grant: Box::new(grant) })
     }
 
@@ -280,34 +293,15 @@ impl GrantStore for Store {
         if self.backend() == Backend::Postgres {
             return self.redeem_code_in_one_statement(code_hash, client_id, now).await;
         }
-        // One conditional UPDATE: of any number of concurrent redemptions exactly one gets the
-        // row back (shared/design.md rule 3). The grant is checked by its key: `grant_id IN
-        // (SELECT id FROM grants WHERE …)` made SQLite list every live grant of every app on
-        // each redemption (issue 9 item 10).
         let row = self
-            .sql(
-                "UPDATE authorization_codes SET consumed_at = $3 \
-             WHERE code_hash = $1 AND client_id = $2 AND consumed_at IS NULL AND expires_at > $3 \
-             AND EXISTS (SELECT 1 FROM grants g WHERE g.id = authorization_codes.grant_id \
-             AND g.revoked_at IS NULL AND g.expires_at > $3) \
-             RETURNING grant_id, client_id, redirect_uri, redirect_uri_sent, code_challenge, created_at, expires_at",
-            )
+            .sql(CONSUME_CODE)
             .bind(code_hash.to_vec())
             .bind(client_id)
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return self.why_not_redeemed(code_hash, client_id).await };
-        let code = CodeRecord {
-            code_hash: *code_hash,
-            grant_id: row.try_get("grant_id")?,
-            client_id: row.try_get("client_id")?,
-            redirect_uri: row.try_get("redirect_uri")?,
-            redirect_uri_sent: row.try_get::<i64, _>("redirect_uri_sent")? != 0,
-            code_challenge: row.try_get("code_challenge")?,
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-        };
+        let code = code_from_row(&row, code_hash)?;
         // Liveness was checked inside the UPDATE; a concurrent replay may revoke the grant a
         // moment later, and this caller still won the race.
         Ok(match self.grant_by_id(&code.grant_id).await? {
