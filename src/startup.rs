@@ -74,8 +74,8 @@ impl Application {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let password_settings = settings.password_settings();
-        // Building the hasher computes the dummy hash once: off the runtime.
-        let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(&password_settings)).await??;
+        // Cheap: nothing is hashed at start (issue 14: start to ready, idle memory).
+        let passwords = PasswordHasher::new(&password_settings)?;
         let templates = Templates::load(settings.templates_dir.clone()).context("cannot load the page templates")?;
         crate::mail::compose::check_templates(&templates).context("cannot use the email templates")?;
         let transport =

@@ -61,8 +61,8 @@ fn unavailable<F>(make: impl FnOnce(String) -> F, e: impl std::fmt::Display) -> 
 }
 
 /// Checks `password` for the account typed as `email`. Exactly one argon2 verification runs
-/// for an unknown email, a wrong password and a disabled account alike (against a dummy hash
-/// when there is no such user), so they take the same time; a locked email costs none.
+/// for an unknown email, a wrong password and a disabled account alike (with no such user, the
+/// same argon2 computation on a fresh salt), so they take the same time; a locked email costs none.
 pub async fn check_password<S: UserStore + ThrottleStore>(
     store: &S,
     hasher: &PasswordHasher,

@@ -339,7 +339,7 @@ async fn failed_answers_are_delayed_progressively_per_account() {
 }
 
 /// shared/security.md: an unknown email costs the same argon2 verification as a wrong password
-/// (against a dummy hash). Counted, not timed (issue 10 item 6); a lock costs none.
+/// (the same argon2 computation on a fresh salt). Counted, not timed (issue 10 item 6); a lock costs none.
 #[tokio::test]
 async fn unknown_wrong_and_disabled_each_cost_exactly_one_verification() {
     let app = spawn_app_with(|s| s.lockout_threshold = 2).await;
