@@ -14,7 +14,30 @@
 //! - (b)  the code flow for a user who already has a session (GET /authorize → code → token);
 //! - (c)  refresh with rotation, each virtual user chaining its own refresh tokens;
 //! - (cc) client_credentials, closed loop: every virtual user asks for tokens back to back;
-//! - (d)  client_credentials at a fixed rate, alone and then during a flood of password sign-ins.
+//! - (d)  client_credentials at a fixed rate, alone and then during a flood of password sign-ins
+//!   (the report states the p99 of the client_credentials requests during the flood on a line
+//!   of its own: the target is ≤ 10 ms);
+//! - (s)  start to ready and memory, after the other scenarios: the server is stopped (SIGTERM)
+//!   and `latchkey serve` started again BENCH_STARTS times on the same, existing database
+//!   (migrated, keys present); each start is timed from the spawn to the first 200 answer of
+//!   GET /readyz (polled every 2 ms), the report gives the median and the maximum; after the last
+//!   start the server is left idle for 2 s (no request but /readyz) and its resident memory
+//!   (VmRSS) is read. Every run also reports the server's peak RSS (VmHWM) at the end of the
+//!   flows. Targets: ready ≤ 100 ms, idle ≤ 20 MB, peak ≤ 100 MB.
+//!
+//! BENCH_SEED=N fills the database before the server starts (Latchkey only): N live grants (one
+//! of the bench app or of 3 more clients, a quarter each), N live refresh tokens (one per seeded
+//! grant) and N live sessions (one per seeded grant, same user and sid), for N/4 seeded users
+//! (copies of a bench user's password hash, never signed in). Ids and hashes are random (SQLite's
+//! randomblob) or SHA-256 of a counter (Postgres), as wide as the server's own; every expiry is at
+//! least an hour ahead, so the cleanup job deletes none of them during a run. Set-based INSERTs of
+//! 100,000 rows per statement (a recursive CTE on SQLite, one table after the other;
+//! generate_series on Postgres, the four tables at once on four connections); no
+//! ANALYZE (on Postgres, autovacuum may analyze the tables during the run: the report says whether
+//! it did). A list (BENCH_SEED=1000,1000000) runs every Latchkey backend once per size, on a fresh
+//! database each time, and the comparison then sets server CPU per operation of the largest size
+//! against the smallest's (target: within 1.2× between 1,000 and 1,000,000 rows). The seed size is
+//! in each report's header; the seeding time and the row counts follow it.
 //!
 //! The peer runs (b), (c) and (cc) only: its sign-in is a stub without password hashing
 //! (benches/peer/server.mjs), so the flows that measure sign-in would compare nothing.
@@ -26,15 +49,17 @@
 //! run in turn and compared in one table at the end; BENCH_POSTGRES_URL, BENCH_SECONDS (10),
 //! BENCH_WARMUP (1), BENCH_USERS (200), BENCH_VUS_PASSWORD (16), BENCH_RATE_PASSWORD (60),
 //! BENCH_VUS_SESSION (32), BENCH_VUS_REFRESH (32), BENCH_VUS_CC (32), BENCH_VUS_FLOOD (32),
-//! BENCH_CC_RATE (200), BENCH_SCENARIOS (a,a60,b,c,cc,d; the peer runs those of b,c,cc listed),
+//! BENCH_CC_RATE (200), BENCH_SCENARIOS (a,a60,b,c,cc,d,s; the peer runs those of b,c,cc listed),
+//! BENCH_SEED (0: nothing seeded; a number of rows, or a comma-separated list of them; the peer,
+//! with its in-memory store, runs once unseeded), BENCH_STARTS (5, the starts timed by (s)),
 //! BENCH_ID_TOKEN_ALG (RS256, the default of a registered client; ES256 registers the bench app
 //! with `--id-token-alg ES256`), BENCH_BIN (default: the binary cargo built), BENCH_NODE (the
 //! peer's runtime; default: the Node.js LTS that benches/peer installs, else `node`),
 //! BENCH_PORT (free port), BENCH_SERVER_ENV ("LATCHKEY_X=1 LATCHKEY_Y=2", passed to the server
 //! and printed; every other inherited LATCHKEY_* variable is removed so the server runs on its
 //! defaults).
-//! Figures go to stdout and benches/results/flows-<timestamp>-<backend>.txt (and, for a list of
-//! backends, the comparison to benches/results/compare-<timestamp>.txt).
+//! Figures go to stdout and benches/results/flows-<timestamp>-<backend>[-seed<N>].txt (and, for
+//! more than one run, the comparison to benches/results/compare-<timestamp>.txt).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -83,6 +108,10 @@ struct Config {
     vus_flood: usize,
     cc_rate: f64,
     scenarios: Vec<String>,
+    /// BENCH_SEED: rows of each kind to seed before a Latchkey run; one run per entry.
+    seeds: Vec<u64>,
+    /// BENCH_STARTS: starts timed by scenario (s).
+    starts: usize,
     id_token_alg: String,
     bin: String,
     /// BENCH_NODE; unset, the peer's own runtime once it is installed (`node_binary`).
@@ -132,11 +161,13 @@ impl Config {
             vus_cc: env_or("BENCH_VUS_CC", 32)?,
             vus_flood: env_or("BENCH_VUS_FLOOD", 32)?,
             cc_rate: env_or("BENCH_CC_RATE", 200.0)?,
-            scenarios: env_or("BENCH_SCENARIOS", "a,a60,b,c,cc,d".to_string())?
+            scenarios: env_or("BENCH_SCENARIOS", "a,a60,b,c,cc,d,s".to_string())?
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            seeds: seed_sizes(&env_or("BENCH_SEED", "0".to_string())?)?,
+            starts: env_or("BENCH_STARTS", 5)?,
             id_token_alg: env_or("BENCH_ID_TOKEN_ALG", "RS256".to_string())?,
             bin: env_or("BENCH_BIN", env!("CARGO_BIN_EXE_latchkey").to_string())?,
             node: std::env::var("BENCH_NODE").ok().filter(|v| !v.trim().is_empty()),
@@ -151,8 +182,9 @@ impl Config {
             || config.vus_session == 0
             || config.vus_refresh == 0
             || config.vus_cc == 0
+            || config.starts == 0
         {
-            bail!("BENCH_USERS and the BENCH_VUS_* settings must be at least 1");
+            bail!("BENCH_USERS, BENCH_STARTS and the BENCH_VUS_* settings must be at least 1");
         }
         if config.id_token_alg != "RS256" && config.id_token_alg != "ES256" {
             bail!("BENCH_ID_TOKEN_ALG must be RS256 or ES256, not {}", config.id_token_alg);
@@ -172,8 +204,40 @@ impl Config {
     }
 }
 
-const SCENARIOS: [&str; 6] = ["a", "a60", "b", "c", "cc", "d"];
+const SCENARIOS: [&str; 7] = ["a", "a60", "b", "c", "cc", "d", "s"];
 const PEER_SCENARIOS: [&str; 3] = ["b", "c", "cc"];
+
+/// BENCH_SEED: `0`, `1000000`, `1_000_000` or a list of them (`1000,1000000`), in run order,
+/// without repeats.
+fn seed_sizes(value: &str) -> anyhow::Result<Vec<u64>> {
+    let mut sizes = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let n: u64 = item.replace('_', "").parse().map_err(|_| anyhow!("BENCH_SEED: `{item}` is not a row count"))?;
+        if n > 100_000_000 {
+            bail!("BENCH_SEED: {item} rows is more than this bench is meant to seed (at most 100,000,000)");
+        }
+        if !sizes.contains(&n) {
+            sizes.push(n);
+        }
+    }
+    if sizes.is_empty() {
+        sizes.push(0);
+    }
+    Ok(sizes)
+}
+
+/// 1234567 → "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// benches/peer, where the peer's package.json and server.mjs are.
 fn peer_dir() -> std::path::PathBuf {
@@ -235,10 +299,15 @@ fn cpu_seconds(pid: &str, ticks: f64) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
-fn peak_rss_mb(pid: u32) -> Option<f64> {
+/// A memory figure of /proc/PID/status in MB (MiB): `VmHWM:` (peak resident), `VmRSS:` (now).
+fn status_mb(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    status_mb(pid, "VmHWM:")
 }
 
 /// The database's share of the work on Postgres: the bench database's backends, and the
@@ -486,6 +555,14 @@ async fn start_server(
     base: &str,
     log: std::path::PathBuf,
 ) -> anyhow::Result<Server> {
+    let mut server = spawn_server(bin, env, log)?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    wait_ready(&mut server, base, &http, Duration::from_millis(100), Duration::from_secs(30)).await?;
+    Ok(server)
+}
+
+/// `latchkey serve` with `env` (inherited LATCHKEY_* removed), its stderr to `log`.
+fn spawn_server(bin: &str, env: &[(String, String)], log: std::path::PathBuf) -> anyhow::Result<Server> {
     let mut command = std::process::Command::new(bin);
     for (name, _) in std::env::vars() {
         if name.starts_with("LATCHKEY_") || name == "RUST_LOG" {
@@ -499,23 +576,37 @@ async fn start_server(
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?);
     let child = command.spawn().with_context(|| format!("cannot start {bin} serve"))?;
-    let mut server = Server { pid: child.id(), child: Some(child), log, peer: false };
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    for _ in 0..300 {
+    Ok(Server { pid: child.id(), child: Some(child), log, peer: false })
+}
+
+/// Polls GET /readyz every `interval` until it answers 200; fails if the server exits or is
+/// not ready within `limit`.
+async fn wait_ready(
+    server: &mut Server,
+    base: &str,
+    http: &reqwest::Client,
+    interval: Duration,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    let url = format!("{base}/readyz");
+    loop {
         if let Some(child) = server.child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
                 server.child = None;
                 bail!("the server exited at start ({status}):\n{}", server.log_tail());
             }
         }
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+        if let Ok(r) = http.get(&url).send().await {
             if r.status().is_success() {
-                return Ok(server);
+                return Ok(());
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if Instant::now() >= deadline {
+            bail!("the server was not ready within {} s:\n{}", limit.as_secs_f64(), server.log_tail());
+        }
+        tokio::time::sleep(interval).await;
     }
-    bail!("the server was not ready within 30 s:\n{}", server.log_tail())
 }
 
 /// Installs benches/peer's packages (npm ci, from its lock file) unless they are there.
@@ -577,6 +668,455 @@ async fn start_peer(node: &str, port: u16, env: &[(&str, &str)], log: std::path:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the peer was not ready within 30 s:\n{}", server.log_tail())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding the database (BENCH_SEED) and timing starts (scenario s)
+
+/// Rows per INSERT … SELECT statement, each its own transaction.
+const SEED_BATCH: u64 = 100_000;
+/// Seeded grants were created up to a week ago, and last 90 days (the default absolute lifetime).
+const SEED_AGE: i64 = 7 * 86_400;
+const GRANT_TTL: i64 = 90 * 86_400;
+/// A seeded refresh token lasts 14 days from its grant's creation (the default idle lifetime).
+const REFRESH_TTL: i64 = 14 * 86_400;
+/// Seeded users were created up to a year ago.
+const USER_AGE: i64 = 365 * 86_400;
+/// A seeded session expires 1 to 8 hours from now (the default idle lifetime is 8 hours): never
+/// during a run, so the cleanup job deletes none of them.
+const SESSION_MIN: i64 = 3600;
+const SESSION_SPREAD: i64 = 7 * 3600;
+const SEED_TABLES: [&str; 4] = ["users", "grants", "refresh_tokens", "sessions"];
+
+/// What BENCH_SEED put into the database, and how long it took.
+struct Seeded {
+    rows: u64,
+    users: u64,
+    /// Seconds from the start of seeding to the last row.
+    wall: f64,
+    /// The tables were filled at once (Postgres), not one after the other (SQLite).
+    concurrent: bool,
+    /// (table, seconds its INSERTs took).
+    timings: Vec<(&'static str, f64)>,
+    /// (table, rows in it after seeding, the bench's own included).
+    counts: Vec<(&'static str, i64)>,
+}
+
+impl Seeded {
+    fn report(&self) -> String {
+        let timings: Vec<String> = self.timings.iter().map(|(t, s)| format!("{t} {s:.2} s")).collect();
+        let counts: Vec<String> =
+            self.counts.iter().map(|(t, n)| format!("{t} {}", thousands(u64::try_from(*n).unwrap_or(0)))).collect();
+        format!(
+            "seeded {} live grants, refresh tokens and sessions (of {} seeded users) in {:.1} s ({}{}); \
+             rows before the server started: {}\n",
+            thousands(self.rows),
+            thousands(self.users),
+            self.wall,
+            if self.concurrent { "at once: " } else { "" },
+            timings.join(", "),
+            counts.join(", ")
+        )
+    }
+}
+
+/// Seeded users: one for every 4 grants (and sessions).
+fn seed_users(rows: u64) -> u64 {
+    rows.div_ceil(4)
+}
+
+/// (first, last) counters, 1-based and inclusive, of each statement's batch of `total` rows.
+fn seed_batches(total: u64) -> Vec<(i64, i64)> {
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    (0..total.div_ceil(SEED_BATCH))
+        .map(|b| (as_i64(b * SEED_BATCH + 1), as_i64(((b + 1) * SEED_BATCH).min(total))))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Fills the database the server will use (it is not running yet) with `rows` live grants,
+/// refresh tokens and sessions. `clients`: the bench app and 3 more; a quarter of the grants each.
+async fn seed_database(backend: &str, database_url: &str, rows: u64, clients: [String; 4]) -> anyhow::Result<Seeded> {
+    eprintln!("seeding {} grants, refresh tokens and sessions …", thousands(rows));
+    let seeded = if backend == "postgres" {
+        seed_postgres(database_url, rows, &clients).await
+    } else {
+        let path = database_url.strip_prefix("sqlite:").unwrap_or(database_url).to_string();
+        tokio::task::spawn_blocking(move || seed_sqlite(std::path::Path::new(&path), rows, &clients)).await?
+    }
+    .context("seeding the database (BENCH_SEED)")?;
+    eprint!("{}", seeded.report());
+    Ok(seeded)
+}
+
+/// Runs `statement`; the seconds it took.
+fn timed<E>(mut statement: impl FnMut() -> Result<(), E>) -> Result<f64, E> {
+    let start = Instant::now();
+    statement()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// SQLite: random ids and hashes (randomblob). Grants join their seeded user by rowid, refresh
+/// tokens and sessions their seeded grant: rowids of a table without INTEGER PRIMARY KEY are
+/// handed out as max + 1, so each seeded range is contiguous.
+fn seed_sqlite(path: &std::path::Path, rows: u64, clients: &[String; 4]) -> anyhow::Result<Seeded> {
+    use rusqlite::params;
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    // This connection only: commits without fsync (as the server's), a cache the indexes fit in.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144;")?;
+    let max_rowid = |table: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("SELECT coalesce(max(rowid), 0) FROM {table}"), [], |r| r.get(0))
+    };
+    let password_hash: String =
+        conn.query_row("SELECT password_hash FROM users ORDER BY rowid LIMIT 1", [], |r| r.get(0))?;
+    let users = seed_users(rows);
+    let (users_i64, now) = (i64::try_from(users)?, unix_now());
+    let (first_user, first_grant) = (max_rowid("users")?, max_rowid("grants")?);
+    let mut timings = Vec::new();
+
+    let sql = "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+               INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, \
+               password_changed_at, disabled_at, email_verified_at, created_via) \
+               SELECT lower(hex(randomblob(11))), 'seed' || i || '@seed.example', NULL, ?3, '[]', t, t, t, NULL, t, 'admin' \
+               FROM (SELECT i, ?4 - i % ?5 AS t FROM n)";
+    timings.push((
+        "users",
+        timed(|| {
+            seed_batches(users)
+                .into_iter()
+                .try_for_each(|(lo, hi)| conn.execute(sql, params![lo, hi, password_hash, now, USER_AGE]).map(|_| ()))
+        })?,
+    ));
+
+    let sql = r#"WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+        INSERT INTO grants (id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at)
+        SELECT lower(hex(randomblob(11))),
+               CASE i % 4 WHEN 0 THEN ?3 WHEN 1 THEN ?4 WHEN 2 THEN ?5 ELSE ?6 END,
+               (SELECT sub FROM users WHERE rowid = ?7 + 1 + (i - 1) % ?8),
+               'openid offline_access', t, '["pwd"]', lower(hex(randomblob(16))), lower(hex(randomblob(11))),
+               t, t + ?10, NULL
+        FROM (SELECT i, ?9 - i % ?11 AS t FROM n)"#;
+    timings.push((
+        "grants",
+        timed(|| {
+            seed_batches(rows).into_iter().try_for_each(|(lo, hi)| {
+                conn.execute(
+                    sql,
+                    params![
+                        lo, hi, clients[0], clients[1], clients[2], clients[3], first_user, users_i64, now, GRANT_TTL,
+                        SEED_AGE
+                    ],
+                )
+                .map(|_| ())
+            })
+        })?,
+    ));
+
+    let sql = "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
+               SELECT randomblob(32), id, scopes, created_at, min(created_at + ?3, expires_at), NULL \
+               FROM grants WHERE rowid BETWEEN ?1 AND ?2";
+    timings.push((
+        "refresh_tokens",
+        timed(|| {
+            seed_batches(rows).into_iter().try_for_each(|(lo, hi)| {
+                conn.execute(sql, params![first_grant + lo, first_grant + hi, REFRESH_TTL]).map(|_| ())
+            })
+        })?,
+    ));
+
+    // tower-sessions' record of a signed-in browser: a CSRF token and web::session::SignedIn.
+    let sql = r#"INSERT INTO sessions (id_hash, data, user_sub, expires_at)
+        SELECT lower(hex(randomblob(32))),
+               '{"csrf":"' || lower(hex(randomblob(21))) || '","user":{"sub":"' || user_sub || '","auth_time":'
+                   || auth_time || ',"amr":["pwd"],"sid":"' || sid || '"}}',
+               user_sub, ?3 + ?4 + rowid % ?5
+        FROM grants WHERE rowid BETWEEN ?1 AND ?2"#;
+    timings.push((
+        "sessions",
+        timed(|| {
+            seed_batches(rows).into_iter().try_for_each(|(lo, hi)| {
+                conn.execute(sql, params![first_grant + lo, first_grant + hi, now, SESSION_MIN, SESSION_SPREAD])
+                    .map(|_| ())
+            })
+        })?,
+    ));
+
+    let mut counts = Vec::new();
+    for table in SEED_TABLES {
+        counts.push((table, conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?));
+    }
+    let wall = timings.iter().map(|(_, s)| s).sum();
+    Ok(Seeded { rows, users, wall, concurrent: false, timings, counts })
+}
+
+/// Postgres: a 22-character id (or longer hex string) that looks random: the hex of
+/// SHA-256(tag || counter). Grants, their refresh tokens and sessions find each other's ids by
+/// computing them again from the same counter.
+fn pg_hex(tag: &str, counter: &str, len: usize) -> String {
+    format!("left(encode(sha256(convert_to('{tag}' || ({counter}), 'UTF8')), 'hex'), {len})")
+}
+
+async fn seed_postgres(url: &str, rows: u64, clients: &[String; 4]) -> anyhow::Result<Seeded> {
+    let wall = Instant::now();
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let password_hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM users ORDER BY sub LIMIT 1").fetch_one(&mut conn).await?;
+    let users = seed_users(rows);
+    let (users_i64, now) = (i64::try_from(users)?, unix_now());
+    let series = "generate_series($1::bigint, $2::bigint) AS i";
+    let user_of_row = pg_hex("u", "1 + (i - 1) % $3::bigint", 22);
+    // Every id is computed from the counter, so no table waits for another's rows: the four
+    // fill at once, each on a connection of its own.
+    let connect = || sqlx::PgConnection::connect(url);
+
+    let sql = format!(
+        "INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, password_changed_at, \
+         disabled_at, email_verified_at, created_via) \
+         SELECT {sub}, 'seed' || i || '@seed.example', NULL, $3::text, '[]', t, t, t, NULL, t, 'admin' \
+         FROM (SELECT i, $4::bigint - i % $5::bigint AS t FROM {series}) s",
+        sub = pg_hex("u", "i", 22),
+    );
+    let fill_users = async {
+        let (mut conn, start) = (connect().await?, Instant::now());
+        for (lo, hi) in seed_batches(users) {
+            sqlx::query(&sql)
+                .bind(lo)
+                .bind(hi)
+                .bind(&password_hash)
+                .bind(now)
+                .bind(USER_AGE)
+                .execute(&mut conn)
+                .await?;
+        }
+        let _ = conn.close().await;
+        anyhow::Ok(("users", start.elapsed().as_secs_f64()))
+    };
+
+    let grants_sql = format!(
+        "INSERT INTO grants (id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at) \
+         SELECT {id}, CASE i % 4 WHEN 0 THEN $4::text WHEN 1 THEN $5::text WHEN 2 THEN $6::text ELSE $7::text END, \
+         {user}, 'openid offline_access', t, '[\"pwd\"]', {nonce}, {sid}, t, t + $9::bigint, NULL \
+         FROM (SELECT i, $8::bigint - i % $10::bigint AS t FROM {series}) s",
+        id = pg_hex("g", "i", 22),
+        user = user_of_row,
+        nonce = pg_hex("n", "i", 32),
+        sid = pg_hex("s", "i", 22),
+    );
+    let fill_grants = async {
+        let (mut conn, start) = (connect().await?, Instant::now());
+        for (lo, hi) in seed_batches(rows) {
+            let mut query = sqlx::query(&grants_sql).bind(lo).bind(hi).bind(users_i64);
+            for client in clients {
+                query = query.bind(client);
+            }
+            query.bind(now).bind(GRANT_TTL).bind(SEED_AGE).execute(&mut conn).await?;
+        }
+        let _ = conn.close().await;
+        anyhow::Ok(("grants", start.elapsed().as_secs_f64()))
+    };
+
+    let refresh_sql = format!(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
+         SELECT sha256(convert_to('r' || i, 'UTF8')), {grant}, 'openid offline_access', t, t + $4::bigint, NULL \
+         FROM (SELECT i, $3::bigint - i % $5::bigint AS t FROM {series}) s",
+        grant = pg_hex("g", "i", 22),
+    );
+    let fill_refresh_tokens = async {
+        let (mut conn, start) = (connect().await?, Instant::now());
+        for (lo, hi) in seed_batches(rows) {
+            sqlx::query(&refresh_sql)
+                .bind(lo)
+                .bind(hi)
+                .bind(now)
+                .bind(REFRESH_TTL)
+                .bind(SEED_AGE)
+                .execute(&mut conn)
+                .await?;
+        }
+        let _ = conn.close().await;
+        anyhow::Ok(("refresh_tokens", start.elapsed().as_secs_f64()))
+    };
+
+    let sessions_sql = format!(
+        "INSERT INTO sessions (id_hash, data, user_sub, expires_at) \
+         SELECT {id}, '{{\"csrf\":\"' || {csrf} || '\",\"user\":{{\"sub\":\"' || {user} || '\",\"auth_time\":' || t \
+         || ',\"amr\":[\"pwd\"],\"sid\":\"' || {sid} || '\"}}}}', {user}, $4::bigint + $6::bigint + i % $7::bigint \
+         FROM (SELECT i, $4::bigint - i % $5::bigint AS t FROM {series}) s",
+        id = pg_hex("S", "i", 64),
+        csrf = pg_hex("c", "i", 42),
+        user = user_of_row,
+        sid = pg_hex("s", "i", 22),
+    );
+    let fill_sessions = async {
+        let (mut conn, start) = (connect().await?, Instant::now());
+        for (lo, hi) in seed_batches(rows) {
+            sqlx::query(&sessions_sql)
+                .bind(lo)
+                .bind(hi)
+                .bind(users_i64)
+                .bind(now)
+                .bind(SEED_AGE)
+                .bind(SESSION_MIN)
+                .bind(SESSION_SPREAD)
+                .execute(&mut conn)
+                .await?;
+        }
+        let _ = conn.close().await;
+        anyhow::Ok(("sessions", start.elapsed().as_secs_f64()))
+    };
+    let (u, g, r, s) = tokio::try_join!(fill_users, fill_grants, fill_refresh_tokens, fill_sessions)?;
+    let wall = wall.elapsed().as_secs_f64();
+
+    let mut counts = Vec::new();
+    for table in SEED_TABLES {
+        counts.push((table, sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut conn).await?));
+    }
+    let _ = conn.close().await;
+    Ok(Seeded { rows, users, wall, concurrent: true, timings: vec![u, g, r, s], counts })
+}
+
+/// Whether autovacuum has vacuumed or analyzed the seeded tables yet (the bench runs no ANALYZE,
+/// so a plan may change once it has).
+async fn autovacuum_note(url: &str) -> String {
+    let query = async {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables \
+             WHERE relname IN ('users', 'grants', 'refresh_tokens', 'sessions') ORDER BY relname",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let _ = conn.close().await;
+        anyhow::Ok(rows)
+    };
+    match query.await {
+        Ok(rows) => {
+            let parts: Vec<String> = rows.iter().map(|(t, v, a)| format!("{t} vacuumed {v}×, analyzed {a}×")).collect();
+            format!("Postgres autovacuum on the seeded tables by the end of the run: {}\n", parts.join("; "))
+        }
+        Err(e) => format!("Postgres autovacuum: could not read pg_stat_user_tables: {e:#}\n"),
+    }
+}
+
+/// Scenario (s): starts of `latchkey serve` on the existing database.
+#[derive(Default)]
+struct StartFigures {
+    /// Spawn to the first 200 of GET /readyz, milliseconds, in start order.
+    ready_ms: Vec<f64>,
+    /// VmRSS of the last start as soon as it was ready, and after 2 s idle.
+    ready_rss_mb: Option<f64>,
+    idle_rss_mb: Option<f64>,
+    /// Why the measurement stopped early, if it did.
+    failure: Option<String>,
+    /// The last start's warnings and errors.
+    log: String,
+}
+
+impl StartFigures {
+    fn sorted(&self) -> Vec<f64> {
+        let mut sorted = self.ready_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+    }
+
+    fn median_ms(&self) -> f64 {
+        let sorted = self.sorted();
+        match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        }
+    }
+
+    fn max_ms(&self) -> f64 {
+        self.sorted().last().copied().unwrap_or(f64::NAN)
+    }
+
+    fn report(&self) -> String {
+        let each: Vec<String> = self.ready_ms.iter().map(|ms| format!("{ms:.1}")).collect();
+        let (median, max) = (self.median_ms(), self.max_ms());
+        let mut out = format!(
+            "(s) start to ready (spawn → first 200 of GET /readyz) on the existing database, {} starts: \
+             median {} ms, max {} ms (each: {}) — target ≤ 100 ms: {}\n",
+            self.ready_ms.len(),
+            ms(median),
+            ms(max),
+            each.join(", "),
+            if self.ready_ms.is_empty() { "not measured".to_string() } else { verdict(median <= 100.0, 0) },
+        );
+        out.push_str(&format!(
+            "(s) server RSS: {} MB when ready, {} MB after 2 s idle — target ≤ 20 MB idle: {}\n",
+            mb(self.ready_rss_mb),
+            mb(self.idle_rss_mb),
+            self.idle_rss_mb.map_or_else(|| "not measured".to_string(), |rss| verdict(rss <= 20.0, 0)),
+        ));
+        if let Some(failure) = &self.failure {
+            out.push_str(&format!("(s) FAILED: {failure}\n"));
+        }
+        out.push_str(&self.log);
+        out
+    }
+}
+
+fn mb(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+/// Scenario (s): stops nothing (the flows' server is already stopped), starts the server
+/// `starts` times on the same database, each time timing spawn → ready and stopping it with
+/// SIGTERM; the last start also stays up, idle, for 2 s before its memory is read.
+async fn measure_starts(
+    bin: &str,
+    env: &[(String, String)],
+    base: &str,
+    work: &std::path::Path,
+    starts: usize,
+) -> StartFigures {
+    let mut figures = StartFigures::default();
+    for k in 1..=starts {
+        // A client of its own each time (no pooled connection to the previous process), built
+        // before the clock starts; a refused connection fails at once, a slow answer in 500 ms.
+        let http =
+            match reqwest::Client::builder().timeout(Duration::from_millis(500)).pool_max_idle_per_host(0).build() {
+                Ok(http) => http,
+                Err(e) => {
+                    figures.failure = Some(format!("cannot build an HTTP client: {e}"));
+                    break;
+                }
+            };
+        let log = work.join(format!("server-start{k}.log"));
+        let started = Instant::now();
+        let mut server = match spawn_server(bin, env, log) {
+            Ok(server) => server,
+            Err(e) => {
+                figures.failure = Some(format!("start {k}: {e:#}"));
+                break;
+            }
+        };
+        let ready = wait_ready(&mut server, base, &http, Duration::from_millis(2), Duration::from_secs(10)).await;
+        let elapsed = started.elapsed();
+        if let Err(e) = ready {
+            figures.failure = Some(format!("start {k}: {e:#}"));
+            server.stop().await;
+            break;
+        }
+        figures.ready_ms.push(elapsed.as_secs_f64() * 1000.0);
+        if k == starts {
+            figures.ready_rss_mb = status_mb(server.pid, "VmRSS:");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            figures.idle_rss_mb = status_mb(server.pid, "VmRSS:");
+        }
+        server.stop().await;
+        if k == starts {
+            figures.log = server.log_summary().replace("server log:", "(s) the last start's server log:");
+        }
+    }
+    figures
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1485,6 +2025,34 @@ fn table(rows: &mut [Row]) -> String {
     out
 }
 
+/// Scenario (d)'s figure on a line of its own: the p99 of the client_credentials requests during
+/// the sign-in flood, beside the same requests' p99 alone and the flood's rate.
+fn flood_line(rows: &mut [Row], backend: &str) -> String {
+    let mut summary = |id: &str| {
+        rows.iter_mut().find(|r| r.id == id).map(|r| {
+            let seconds = r.seconds;
+            summarize(&mut r.stats, seconds)
+        })
+    };
+    let (Some(during), alone, flood) = (summary("(d)"), summary("(d0)"), summary("(d*)")) else {
+        return String::new();
+    };
+    let target = if backend == "node" {
+        String::new()
+    } else {
+        format!(" — target ≤ 10 ms: {}", verdict(during.p99 <= 10.0, during.errors))
+    };
+    format!(
+        "(d) client_credentials p99 during the sign-in flood: {} ms ({} errors){target}; alone: p99 {} ms; \
+         the flood: {:.1} sign-ins/s ({} errors)\n",
+        ms(during.p99),
+        during.errors,
+        alone.map_or_else(|| "-".into(), |a| ms(a.p99)),
+        flood.as_ref().map_or(0.0, |f| f.rate),
+        flood.as_ref().map_or(0, |f| f.errors),
+    )
+}
+
 /// Fills in the verdict from the measured figures (Latchkey's targets: none for the peer).
 fn judge(row: &mut Row, backend: &str) {
     let s = summarize(&mut row.stats, row.seconds);
@@ -1543,18 +2111,25 @@ fn signing_calibration(alg: latchkey::domain::SigningAlg) -> anyhow::Result<f64>
     Ok(start.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds))
 }
 
-/// A backend's report, and its rows' figures for the comparison.
-type Outcome = (String, Vec<Figures>);
+/// A run's report, and its figures for the comparison.
+struct Outcome {
+    report: String,
+    figures: Vec<Figures>,
+    /// The server's VmHWM at the end of the flows.
+    peak_rss_mb: Option<f64>,
+    /// Scenario (s), if it ran.
+    start: Option<StartFigures>,
+}
 
-async fn run(config: &Config, backend: &str, work: &std::path::Path) -> anyhow::Result<Outcome> {
+async fn run(config: &Config, backend: &str, seed: u64, work: &std::path::Path) -> anyhow::Result<Outcome> {
     if backend == "node" {
         run_peer(config, work).await
     } else {
-        run_latchkey(config, backend, work).await
+        run_latchkey(config, backend, seed, work).await
     }
 }
 
-async fn run_latchkey(config: &Config, backend: &str, work: &std::path::Path) -> anyhow::Result<Outcome> {
+async fn run_latchkey(config: &Config, backend: &str, seed: u64, work: &std::path::Path) -> anyhow::Result<Outcome> {
     let port = if config.port == 0 { free_port()? } else { config.port };
     let base = format!("http://127.0.0.1:{port}");
     let database_url = if backend == "postgres" {
@@ -1565,7 +2140,7 @@ async fn run_latchkey(config: &Config, backend: &str, work: &std::path::Path) ->
     let mut env = vec![
         ("LATCHKEY_ISSUER".to_string(), base.clone()),
         ("LATCHKEY_BIND".to_string(), format!("127.0.0.1:{port}")),
-        ("LATCHKEY_DATABASE_URL".to_string(), database_url),
+        ("LATCHKEY_DATABASE_URL".to_string(), database_url.clone()),
         ("LATCHKEY_MASTER_KEY".to_string(), random_b64(32)),
         ("LATCHKEY_LOG_LEVEL".to_string(), "warn".to_string()),
         // JSON lines: no start-up banner, and warnings are easy to count.
@@ -1602,9 +2177,31 @@ async fn run_latchkey(config: &Config, backend: &str, work: &std::path::Path) ->
     let users = create_users(bin, &env, config.users, nproc()).await?;
     eprintln!("created {} users with the CLI in {:.1} s", users.len(), started.elapsed().as_secs_f64());
 
+    // BENCH_SEED: the tables filled before the server starts (nothing of it is measured).
+    let seeded = if seed > 0 {
+        let mut clients = [app.id.clone(), String::new(), String::new(), String::new()];
+        for (k, slot) in clients.iter_mut().enumerate().skip(1) {
+            let (name, redirect) = (format!("seed app {k}"), format!("https://app{k}.seed.example/callback"));
+            let args = ["client", "create", "--name", name.as_str(), "--redirect-uri", redirect.as_str()];
+            *slot = create_client(bin, &env, &args).await?.id;
+        }
+        Some(seed_database(backend, &database_url, seed, clients).await?)
+    } else {
+        None
+    };
+
     let mut server = start_server(bin, &env, &base, work.join("server.log")).await?;
     let target = Arc::new(Target { base: base.clone(), app, service, users, peer: false });
-    let (mut report, figures) = measure(config, backend, &mut server, target, &config.id_token_alg).await?;
+    let mut outcome = measure(config, backend, &mut server, target, &config.id_token_alg).await?;
+    if config.wants(backend, "s") {
+        eprintln!("(s) {} starts on the existing database …", config.starts);
+        let start = measure_starts(bin, &env, &base, work, config.starts).await;
+        outcome.report.push_str(&start.report());
+        outcome.start = Some(start);
+    }
+    if seeded.is_some() && backend == "postgres" {
+        outcome.report.push_str(&autovacuum_note(&database_url).await);
+    }
     let (_, when) = timestamp();
     #[allow(clippy::cast_precision_loss)]
     let ceiling = nproc() as f64 * 1000.0 / argon2_ms;
@@ -1616,7 +2213,8 @@ async fn run_latchkey(config: &Config, backend: &str, work: &std::path::Path) ->
          (≈ {:.0} sign-ins/s if {} cores did nothing else)\n\
          one signature, in-process, one thread: RS256 {rs256_ms:.3} ms, ES256 {es256_ms:.3} ms; \
          the bench app's ID tokens are {} (≈ {:.0} ID tokens/s if {} cores did nothing else)\n\
-         {} users; each scenario measures {} s after a {} s warm-up\n",
+         {} users; each scenario measures {} s after a {} s warm-up\n\
+         seed (BENCH_SEED): {}\n{}",
         backend,
         nproc(),
         memory_gib(),
@@ -1636,9 +2234,19 @@ async fn run_latchkey(config: &Config, backend: &str, work: &std::path::Path) ->
         config.users,
         config.seconds,
         config.warmup,
+        if seed == 0 {
+            "none".to_string()
+        } else {
+            format!(
+                "{} live grants, {0} live refresh tokens, {0} live sessions, {} users, 4 clients",
+                thousands(seed),
+                thousands(seed_users(seed))
+            )
+        },
+        seeded.as_ref().map(Seeded::report).unwrap_or_default(),
     );
-    report.insert_str(0, &header);
-    Ok((report, figures))
+    outcome.report.insert_str(0, &header);
+    Ok(outcome)
 }
 
 /// The peer: node-oidc-provider (benches/peer/server.mjs) with the same clients and users, in
@@ -1660,7 +2268,7 @@ async fn run_peer(config: &Config, work: &std::path::Path) -> anyhow::Result<Out
     let mut server = start_peer(&node, port, &env, work.join("peer.log")).await?;
     let users = (0..config.users).map(|i| format!("user{i}@bench.example")).collect();
     let target = Arc::new(Target { base, app, service, users, peer: true });
-    let (mut report, figures) = measure(config, "node", &mut server, target, "RS256").await?;
+    let mut outcome = measure(config, "node", &mut server, target, "RS256").await?;
     let node_version = std::process::Command::new(&node)
         .arg("--version")
         .output()
@@ -1674,7 +2282,7 @@ async fn run_peer(config: &Config, work: &std::path::Path) -> anyhow::Result<Out
          one process (one event loop; signing runs on libuv's threads), the library's in-memory store \
          (nothing persisted); RS256 ID tokens, ES256 JWT access tokens, PKCE required, refresh tokens \
          rotated; sign-in is a stub (no password hashing), so only scenarios {} run\n\
-         {} users; each scenario measures {} s after a {} s warm-up\n",
+         {} users; each scenario measures {} s after a {} s warm-up{}\n",
         peer_package_version("oidc-provider"),
         nproc(),
         memory_gib(),
@@ -1682,9 +2290,14 @@ async fn run_peer(config: &Config, work: &std::path::Path) -> anyhow::Result<Out
         config.users,
         config.seconds,
         config.warmup,
+        if config.seeds.iter().any(|&n| n > 0) {
+            "\nseed: none (BENCH_SEED does not apply to an in-memory store; the peer runs once, unseeded)"
+        } else {
+            ""
+        },
     );
-    report.insert_str(0, &header);
-    Ok((report, figures))
+    outcome.report.insert_str(0, &header);
+    Ok(outcome)
 }
 
 /// Checks the tokens' shape, runs the scenarios, stops the server; the report's body.
@@ -1707,13 +2320,15 @@ async fn measure(
     };
     report.push_str(&table);
     if let Some(rss) = rss {
-        report.push_str(&format!("server peak RSS: {rss:.1} MB\n"));
+        let target =
+            if server.peer { String::new() } else { format!(" — target ≤ 100 MB: {}", verdict(rss <= 100.0, 0)) };
+        report.push_str(&format!("server peak RSS during the flows (VmHWM): {rss:.1} MB{target}\n"));
     }
     if let Some(status) = exited {
         report.push_str(&format!("THE SERVER EXITED DURING THE RUN ({status}); figures after that are errors\n"));
     }
     report.push_str(&server.log_summary());
-    Ok((report, figures))
+    Ok(Outcome { report, figures, peak_rss_mb: rss, start: None })
 }
 
 async fn scenarios(
@@ -1897,7 +2512,8 @@ async fn scenarios(
     for row in rows.iter_mut() {
         judge(row, backend);
     }
-    let table = table(&mut rows);
+    let mut table = table(&mut rows);
+    table.push_str(&flood_line(&mut rows, backend));
     let figures = rows
         .iter_mut()
         .map(|row| {
@@ -1916,18 +2532,34 @@ async fn scenarios(
     Ok((table, figures))
 }
 
-/// The backends side by side, per scenario, as a Markdown table (for docs/benchmarks.md).
-fn comparison(config: &Config, results: &[(String, Vec<Figures>)]) -> String {
-    let label = |backend: &str| match backend {
-        "node" => format!("node-oidc-provider {} (memory)", peer_package_version("oidc-provider")),
-        "sqlite" => "Latchkey, SQLite".to_string(),
-        _ => "Latchkey, Postgres".to_string(),
+/// One run: a backend at one seed size.
+struct RunResult {
+    backend: String,
+    seed: u64,
+    outcome: Outcome,
+}
+
+/// The runs side by side, per scenario, as Markdown tables (for docs/benchmarks.md): throughput
+/// and CPU, start and memory, and CPU per operation against the seed size.
+fn comparison(config: &Config, results: &[RunResult]) -> String {
+    let seeded = results.iter().any(|r| r.seed > 0);
+    let label = |run: &RunResult| {
+        let server = match run.backend.as_str() {
+            "node" => format!("node-oidc-provider {} (memory)", peer_package_version("oidc-provider")),
+            "sqlite" => "Latchkey, SQLite".to_string(),
+            _ => "Latchkey, Postgres".to_string(),
+        };
+        if seeded && run.backend != "node" {
+            format!("{server}, {} seeded", thousands(run.seed))
+        } else {
+            server
+        }
     };
     let node_rate = |id: &str| {
         results
             .iter()
-            .find(|(backend, _)| backend == "node")
-            .and_then(|(_, figures)| figures.iter().find(|f| f.id == id))
+            .find(|r| r.backend == "node")
+            .and_then(|r| r.outcome.figures.iter().find(|f| f.id == id))
             .map(|f| f.summary.rate)
     };
     let (_, when) = timestamp();
@@ -1940,8 +2572,8 @@ fn comparison(config: &Config, results: &[(String, Vec<Figures>)]) -> String {
         config.warmup
     );
     for id in ["(a)", "(a')", "(b)", "(c)", "(cc)", "(d0)", "(d)", "(d*)"] {
-        for (backend, figures) in results {
-            let Some(f) = figures.iter().find(|f| f.id == id) else { continue };
+        for run in results {
+            let Some(f) = run.outcome.figures.iter().find(|f| f.id == id) else { continue };
             let ratio = match node_rate(id) {
                 Some(node) if node > 0.0 => format!("{:.2}", f.summary.rate / node),
                 _ => "-".into(),
@@ -1950,7 +2582,7 @@ fn comparison(config: &Config, results: &[(String, Vec<Figures>)]) -> String {
                 "| {} {} | {} | {} | {:.0} | {ratio} | {} | {} | {} | {:.2} | {} | {} |\n",
                 f.id,
                 f.what.trim(),
-                label(backend),
+                label(run),
                 f.load,
                 f.summary.rate,
                 ms(f.summary.p50),
@@ -1967,6 +2599,90 @@ fn comparison(config: &Config, results: &[(String, Vec<Figures>)]) -> String {
          operations that succeeded in it; server+db adds the Postgres processes' (the bench database's \
          backends and the server-wide ones). × node: throughput over node-oidc-provider's in the same run.\n",
     );
+
+    let flood: Vec<String> = results
+        .iter()
+        .filter_map(|run| {
+            let f = run.outcome.figures.iter().find(|f| f.id == "(d)")?;
+            Some(format!("{} {} ms ({} errors)", label(run), ms(f.summary.p99), f.summary.errors))
+        })
+        .collect();
+    if !flood.is_empty() {
+        out.push_str(&format!(
+            "\n(d) client_credentials p99 during the sign-in flood (target ≤ 10 ms): {}\n",
+            flood.join("; ")
+        ));
+    }
+
+    out.push_str(
+        "\nStart and memory (targets: start → ready ≤ 100 ms on an existing database, idle ≤ 20 MB, \
+         peak during the flows ≤ 100 MB)\n\n\
+         | server | start → ready, median ms | max ms | starts | RSS when ready MB | RSS idle 2 s MB | peak RSS during the flows MB |\n\
+         |---|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for run in results {
+        let start = run.outcome.start.as_ref();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            label(run),
+            start.map_or_else(|| "-".into(), |s| ms(s.median_ms())),
+            start.map_or_else(|| "-".into(), |s| ms(s.max_ms())),
+            start.map_or_else(|| "-".into(), |s| s.ready_ms.len().to_string()),
+            mb(start.and_then(|s| s.ready_rss_mb)),
+            mb(start.and_then(|s| s.idle_rss_mb)),
+            mb(run.outcome.peak_rss_mb),
+        ));
+    }
+
+    out.push_str(&seed_comparison(results));
+    out
+}
+
+/// Per backend run at two or more seed sizes: server CPU per operation at the largest size over
+/// that at the smallest, per flow (target: within 1.2×).
+fn seed_comparison(results: &[RunResult]) -> String {
+    let mut out = String::new();
+    for backend in ["sqlite", "postgres"] {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.backend == backend).collect();
+        let (Some(small), Some(large)) = (runs.iter().min_by_key(|r| r.seed), runs.iter().max_by_key(|r| r.seed))
+        else {
+            continue;
+        };
+        if small.seed == large.seed {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str(
+                "\nCPU per operation against the stored rows (target: within 1.2× between 1,000 and \
+                 1,000,000 live grants, refresh tokens and sessions)\n\n\
+                 | flow | backend | rows | server CPU ms/op | × | server+db CPU ms/op | × | verdict |\n\
+                 |---|---|--:|--:|--:|--:|--:|---|\n",
+            );
+        }
+        for f in &small.outcome.figures {
+            let Some(g) = large.outcome.figures.iter().find(|g| g.id == f.id) else { continue };
+            if f.server_ms.is_nan() || g.server_ms.is_nan() {
+                continue;
+            }
+            let ratio = g.server_ms / f.server_ms;
+            let total_ratio = match (f.total_ms, g.total_ms) {
+                (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+                _ => "-".into(),
+            };
+            out.push_str(&format!(
+                "| {} {} | {backend} | {} → {} | {} → {} | {ratio:.2} | {} → {} | {total_ratio} | {} |\n",
+                f.id,
+                f.what.trim(),
+                thousands(small.seed),
+                thousands(large.seed),
+                cpu_ms(f.server_ms),
+                cpu_ms(g.server_ms),
+                f.total_ms.map_or_else(|| "-".into(), cpu_ms),
+                g.total_ms.map_or_else(|| "-".into(), cpu_ms),
+                verdict(ratio <= 1.2, f.summary.errors + g.summary.errors),
+            ));
+        }
+    }
     out
 }
 
@@ -1992,35 +2708,43 @@ async fn main() -> ExitCode {
     let mut results = Vec::new();
     let mut failed = false;
     for backend in &config.backends {
-        // A directory of its own for each backend (the SQLite file, the server's log).
-        let work = match tempfile::tempdir() {
-            Ok(dir) => dir,
-            Err(e) => {
-                eprintln!("flows bench: cannot create a temporary directory: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        eprintln!("== {backend} ==");
-        let result = run(&config, backend, work.path()).await;
-        if backend == "postgres" {
-            if let Err(e) = postgres_database(&config.pg_admin_url, false).await {
-                eprintln!("flows bench: could not drop the database {PG_DATABASE}: {e:#}");
-            }
+        // The peer keeps everything in memory: there is nothing to seed, so it runs once.
+        let seeds = if backend == "node" { vec![0] } else { config.seeds.clone() };
+        if backend == "node" && config.seeds.iter().any(|&n| n > 0) {
+            eprintln!("flows bench: BENCH_SEED does not apply to the peer (in-memory store); it runs once, unseeded");
         }
-        match result {
-            Ok((report, figures)) => {
-                println!("\n{report}");
-                let (stamp, _) = timestamp();
-                write_result(&format!("flows-{stamp}-{backend}.txt"), &report);
-                results.push((backend.clone(), figures));
+        for seed in seeds {
+            // A directory of its own for each run (the SQLite file, the server's log).
+            let work = match tempfile::tempdir() {
+                Ok(dir) => dir,
+                Err(e) => {
+                    eprintln!("flows bench: cannot create a temporary directory: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let name = if seed > 0 { format!("{backend}-seed{seed}") } else { backend.clone() };
+            eprintln!("== {name} ==");
+            let result = run(&config, backend, seed, work.path()).await;
+            if backend == "postgres" {
+                if let Err(e) = postgres_database(&config.pg_admin_url, false).await {
+                    eprintln!("flows bench: could not drop the database {PG_DATABASE}: {e:#}");
+                }
             }
-            Err(e) => {
-                eprintln!("flows bench failed on {backend}: {e:#}");
-                failed = true;
+            match result {
+                Ok(outcome) => {
+                    println!("\n{}", outcome.report);
+                    let (stamp, _) = timestamp();
+                    write_result(&format!("flows-{stamp}-{name}.txt"), &outcome.report);
+                    results.push(RunResult { backend: backend.clone(), seed, outcome });
+                }
+                Err(e) => {
+                    eprintln!("flows bench failed on {name}: {e:#}");
+                    failed = true;
+                }
             }
         }
     }
-    if config.backends.len() > 1 && !results.is_empty() {
+    if results.len() > 1 {
         let table = comparison(&config, &results);
         println!("\n{table}");
         let (stamp, _) = timestamp();
