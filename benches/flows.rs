@@ -861,6 +861,36 @@ fn pg_hex(tag: &str, counter: &str, len: usize) -> String {
     format!("left(encode(sha256(convert_to('{tag}' || ({counter}), 'UTF8')), 'hex'), {len})")
 }
 
+/// A value bound to a seeding statement after the batch's counter range ($1, $2).
+enum SeedArg {
+    Int(i64),
+    Text(String),
+}
+
+/// Fills `table` with `total` rows on a connection of its own, `sql` run once per batch of the
+/// counter with `args` bound after the range; answers the table and the seconds it took.
+async fn fill_pg(
+    url: &str,
+    table: &'static str,
+    sql: &str,
+    total: u64,
+    args: &[SeedArg],
+) -> anyhow::Result<(&'static str, f64)> {
+    let (mut conn, start) = (sqlx::PgConnection::connect(url).await?, Instant::now());
+    for (lo, hi) in seed_batches(total) {
+        let mut query = sqlx::query(sql).bind(lo).bind(hi);
+        for arg in args {
+            query = match arg {
+                SeedArg::Int(v) => query.bind(*v),
+                SeedArg::Text(v) => query.bind(v.as_str()),
+            };
+        }
+        query.execute(&mut conn).await?;
+    }
+    let _ = conn.close().await;
+    Ok((table, start.elapsed().as_secs_f64()))
+}
+
 async fn seed_postgres(url: &str, rows: u64, clients: &[String; 4]) -> anyhow::Result<Seeded> {
     let wall = Instant::now();
     let mut conn = sqlx::PgConnection::connect(url).await?;
@@ -871,8 +901,7 @@ async fn seed_postgres(url: &str, rows: u64, clients: &[String; 4]) -> anyhow::R
     let series = "generate_series($1::bigint, $2::bigint) AS i";
     let user_of_row = pg_hex("u", "1 + (i - 1) % $3::bigint", 22);
     // Every id is computed from the counter, so no table waits for another's rows: the four
-    // fill at once, each on a connection of its own.
-    let connect = || sqlx::PgConnection::connect(url);
+    // fill at once, each on a connection of its own (`fill_pg`).
 
     let sql = format!(
         "INSERT INTO users (sub, email, name, password_hash, roles, created_at, updated_at, password_changed_at, \
@@ -881,21 +910,8 @@ async fn seed_postgres(url: &str, rows: u64, clients: &[String; 4]) -> anyhow::R
          FROM (SELECT i, $4::bigint - i % $5::bigint AS t FROM {series}) s",
         sub = pg_hex("u", "i", 22),
     );
-    let fill_users = async {
-        let (mut conn, start) = (connect().await?, Instant::now());
-        for (lo, hi) in seed_batches(users) {
-            sqlx::query(&sql)
-                .bind(lo)
-                .bind(hi)
-                .bind(&password_hash)
-                .bind(now)
-                .bind(USER_AGE)
-                .execute(&mut conn)
-                .await?;
-        }
-        let _ = conn.close().await;
-        anyhow::Ok(("users", start.elapsed().as_secs_f64()))
-    };
+    let user_args = [SeedArg::Text(password_hash), SeedArg::Int(now), SeedArg::Int(USER_AGE)];
+    let fill_users = fill_pg(url, "users", &sql, users, &user_args);
 
     let grants_sql = format!(
         "INSERT INTO grants (id, client_id, user_sub, scopes, auth_time, amr, nonce, sid, created_at, expires_at, revoked_at) \
@@ -907,18 +923,10 @@ async fn seed_postgres(url: &str, rows: u64, clients: &[String; 4]) -> anyhow::R
         nonce = pg_hex("n", "i", 32),
         sid = pg_hex("s", "i", 22),
     );
-    let fill_grants = async {
-        let (mut conn, start) = (connect().await?, Instant::now());
-        for (lo, hi) in seed_batches(rows) {
-            let mut query = sqlx::query(&grants_sql).bind(lo).bind(hi).bind(users_i64);
-            for client in clients {
-                query = query.bind(client);
-            }
-            query.bind(now).bind(GRANT_TTL).bind(SEED_AGE).execute(&mut conn).await?;
-        }
-        let _ = conn.close().await;
-        anyhow::Ok(("grants", start.elapsed().as_secs_f64()))
-    };
+    let mut grant_args = vec![SeedArg::Int(users_i64)];
+    grant_args.extend(clients.iter().map(|c| SeedArg::Text(c.clone())));
+    grant_args.extend([SeedArg::Int(now), SeedArg::Int(GRANT_TTL), SeedArg::Int(SEED_AGE)]);
+    let fill_grants = fill_pg(url, "grants", &grants_sql, rows, &grant_args);
 
     let refresh_sql = format!(
         "INSERT INTO refresh_tokens (token_hash, grant_id, scopes, created_at, expires_at, used_at) \
@@ -926,21 +934,8 @@ async fn seed_postgres(url: &str, rows: u64, clients: &[String; 4]) -> anyhow::R
          FROM (SELECT i, $3::bigint - i % $5::bigint AS t FROM {series}) s",
         grant = pg_hex("g", "i", 22),
     );
-    let fill_refresh_tokens = async {
-        let (mut conn, start) = (connect().await?, Instant::now());
-        for (lo, hi) in seed_batches(rows) {
-            sqlx::query(&refresh_sql)
-                .bind(lo)
-                .bind(hi)
-                .bind(now)
-                .bind(REFRESH_TTL)
-                .bind(SEED_AGE)
-                .execute(&mut conn)
-                .await?;
-        }
-        let _ = conn.close().await;
-        anyhow::Ok(("refresh_tokens", start.elapsed().as_secs_f64()))
-    };
+    let refresh_args = [SeedArg::Int(now), SeedArg::Int(REFRESH_TTL), SeedArg::Int(SEED_AGE)];
+    let fill_refresh_tokens = fill_pg(url, "refresh_tokens", &refresh_sql, rows, &refresh_args);
 
     let sessions_sql = format!(
         "INSERT INTO sessions (id_hash, data, user_sub, expires_at) \
@@ -952,23 +947,8 @@ async fn seed_postgres(url: &str, rows: u64, clients: &[String; 4]) -> anyhow::R
         user = user_of_row,
         sid = pg_hex("s", "i", 22),
     );
-    let fill_sessions = async {
-        let (mut conn, start) = (connect().await?, Instant::now());
-        for (lo, hi) in seed_batches(rows) {
-            sqlx::query(&sessions_sql)
-                .bind(lo)
-                .bind(hi)
-                .bind(users_i64)
-                .bind(now)
-                .bind(SEED_AGE)
-                .bind(SESSION_MIN)
-                .bind(SESSION_SPREAD)
-                .execute(&mut conn)
-                .await?;
-        }
-        let _ = conn.close().await;
-        anyhow::Ok(("sessions", start.elapsed().as_secs_f64()))
-    };
+    let session_args = [users_i64, now, SEED_AGE, SESSION_MIN, SESSION_SPREAD].map(SeedArg::Int);
+    let fill_sessions = fill_pg(url, "sessions", &sessions_sql, rows, &session_args);
     let (u, g, r, s) = tokio::try_join!(fill_users, fill_grants, fill_refresh_tokens, fill_sessions)?;
     let wall = wall.elapsed().as_secs_f64();
 
