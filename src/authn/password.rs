@@ -96,7 +96,13 @@ fn raw_hash(
     memory: &mut Vec<Block>,
 ) -> Result<(), PasswordError> {
     if memory.len() != params.block_count() {
-        *memory = vec![Block::default(); params.block_count()];
+        // Reserved fallibly: a cost larger than the machine can hold answers an error to this
+        // sign-in instead of aborting the process (no hash is computed at start to find out).
+        *memory = Vec::new();
+        memory
+            .try_reserve_exact(params.block_count())
+            .map_err(|e| PasswordError::Hashing(format!("argon2 working memory of {} KiB: {e}", params.m_cost())))?;
+        memory.resize(params.block_count(), Block::default());
     }
     argon2(params)
         .hash_password_into_with_memory(password, salt, out, memory.as_mut_slice())
@@ -320,6 +326,33 @@ mod tests {
         assert!(!h.verify("anything", None).await.unwrap().valid);
         // Not for free: the same argon2 computation as a real check (issue 10 item 6 counts it).
         assert_eq!(h.verifications_computed(), 1);
+    }
+
+    /// A memory cost the machine cannot allocate fails the hash with an error, never aborts the
+    /// process. Only where the kernel refuses an impossible allocation up front (overcommit
+    /// modes 0 and 2, Linux's default); under mode 1 the reservation succeeds and filling it
+    /// would summon the OOM killer, so the test does not run there.
+    #[tokio::test]
+    async fn an_impossible_memory_cost_is_an_error_not_an_abort() {
+        let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+        if overcommit.trim() == "1" {
+            eprintln!("vm.overcommit_memory = 1: skipped");
+            return;
+        }
+        let huge = PasswordHasher::new(&PasswordSettings {
+            memory_kib: u32::MAX,
+            iterations: 1,
+            parallelism: 1,
+            min_length: 8,
+            min_score: 3,
+            max_concurrent: 1,
+        })
+        .unwrap();
+        match huge.hash("correct horse battery").await {
+            Err(PasswordError::Hashing(why)) => assert!(why.contains("working memory"), "{why}"),
+            other => panic!("expected a hashing error, got {other:?}"),
+        }
+        assert!(!huge.verify("correct horse battery", None).await.unwrap().valid);
     }
 
     /// Issue 14: argon2's working memory follows the permits, not the threads. Twelve hashes at
