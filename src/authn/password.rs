@@ -59,7 +59,7 @@ pub struct PasswordHasher {
     /// took the peak to 100 MB), and a flood of sign-ins never faults 19 MiB of fresh pages per
     /// hash. Allocated on the first sign-in, never at start: an idle server holds none.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
-    /// argon2 verifications computed so far: shows that the dummy hash really runs (issue 10
+    /// argon2 verifications computed so far: shows that an unknown user's check really runs (issue 10
     /// item 6) without timing anything, and is the basis for a hashing metric.
     verifications: Arc<AtomicU64>,
 }
