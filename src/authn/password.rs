@@ -284,16 +284,21 @@ impl PasswordHasher {
 mod tests {
     use super::*;
 
-    fn cheap() -> PasswordHasher {
+    /// A hasher with one iteration of `memory_kib` and `max_concurrent` slots.
+    fn with_cost(memory_kib: u32, max_concurrent: usize) -> PasswordHasher {
         PasswordHasher::new(&PasswordSettings {
-            memory_kib: 1024,
+            memory_kib,
             iterations: 1,
             parallelism: 1,
             min_length: 8,
             min_score: 3,
-            max_concurrent: 2,
+            max_concurrent,
         })
         .unwrap()
+    }
+
+    fn cheap() -> PasswordHasher {
+        with_cost(1024, 2)
     }
 
     #[tokio::test]
@@ -341,15 +346,7 @@ mod tests {
             eprintln!("vm.overcommit_memory = 1: skipped");
             return;
         }
-        let huge = PasswordHasher::new(&PasswordSettings {
-            memory_kib: u32::MAX,
-            iterations: 1,
-            parallelism: 1,
-            min_length: 8,
-            min_score: 3,
-            max_concurrent: 1,
-        })
-        .unwrap();
+        let huge = with_cost(u32::MAX, 1);
         match huge.hash("correct horse battery").await {
             Err(PasswordError::Hashing(why)) => assert!(why.contains("working memory"), "{why}"),
             other => panic!("expected a hashing error, got {other:?}"),
@@ -415,15 +412,7 @@ mod tests {
         // Long, Unicode and passphrases pass; no composition rules.
         assert!(h.check_policy("correct horse battery staple", &[]).is_ok());
         assert!(h.check_policy("ünïcødé pässwörd ümläut", &[]).is_ok());
-        let stronger = PasswordHasher::new(&PasswordSettings {
-            memory_kib: 2048,
-            iterations: 1,
-            parallelism: 1,
-            min_length: 8,
-            min_score: 3,
-            max_concurrent: 1,
-        })
-        .unwrap();
+        let stronger = with_cost(2048, 1);
         let old = h.hash("correct horse").await.unwrap();
         let same = h.verify("correct horse", Some(&old)).await.unwrap();
         assert_eq!(same, Verification { valid: true, needs_rehash: false }, "same parameters: no rehash");
